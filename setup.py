@@ -1,0 +1,35 @@
+"""ament_python build of gr00t_rlhf_ros (also installs with plain pip)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "gr00t_rlhf_ros"
+
+NODES = ["sim_node", "expert_node", "policy_node", "reward_node", "recorder_node", "feedback_node"]
+EXISTING_NODES = [n for n in NODES if glob(f"src/{PACKAGE}/nodes/{n}.py")]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="gr00t_rlhf_ros maintainers",
+    maintainer_email="maintainers@gr00t-rlhf.dev",
+    description="RLHF for a GR00T N1-driven wheeled robot on ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    entry_points={
+        "console_scripts": [f"{n}={PACKAGE}.nodes.{n}:main" for n in EXISTING_NODES]
+        + [
+            "gr00t-rlhf=gr00t_rlhf_ros.cli:main",
+        ],
+    },
+)

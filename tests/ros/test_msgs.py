@@ -1,0 +1,52 @@
+"""ROS message <-> numpy conversions."""
+import math
+
+import numpy as np
+import pytest
+
+from gr00t_rlhf_ros.msgs import (BadCommand, UnsupportedEncoding, image_to_rgb, parse_wheel_command,
+                                 wheel_velocities)
+
+
+@pytest.mark.parametrize("encoding,channels", [("rgb8", 3), ("bgr8", 3), ("rgba8", 4), ("bgra8", 4), ("mono8", 1)])
+def test_image_encodings_convert_to_rgb(encoding, channels):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (4, 5, 3), dtype=np.uint8)
+    if encoding == "mono8":
+        rgb[..., 1] = rgb[..., 2] = rgb[..., 0]
+        raw = rgb[..., :1]
+    elif encoding.startswith("bgr"):
+        raw = rgb[..., ::-1]
+    else:
+        raw = rgb
+    if channels == 4:
+        raw = np.concatenate([raw, np.full((4, 5, 1), 255, np.uint8)], axis=2)
+    padded = np.zeros((4, 5 * channels + 3), np.uint8)   # row padding: step > width * channels
+    padded[:, : 5 * channels] = raw.reshape(4, -1)
+    out = image_to_rgb(4, 5, encoding, 5 * channels + 3, padded.tobytes())
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_unknown_encoding_names_topic_and_encoding():
+    with pytest.raises(UnsupportedEncoding, match=r"/cam.*'16UC1'"):
+        image_to_rgb(2, 2, "16UC1", 4, b"\0" * 8, topic="/cam")
+
+
+def test_short_image_data_is_an_error():
+    with pytest.raises(ValueError, match="too short"):
+        image_to_rgb(4, 4, "rgb8", 12, b"\0" * 10, topic="/cam")
+
+
+def test_wheel_command_validation():
+    assert parse_wheel_command([1.0, -2.0], 5.0) == ((1.0, -2.0), False)
+    assert parse_wheel_command([9.0, -7.0], 5.0) == ((5.0, -5.0), True)
+    for bad in ([1.0], [1.0, 2.0, 3.0], [math.nan, 0.0], [0.0, math.inf]):
+        with pytest.raises(BadCommand):
+            parse_wheel_command(bad, 5.0)
+
+
+def test_wheel_velocities_by_name():
+    assert wheel_velocities(["right_wheel_joint", "left_wheel_joint"], [2.0, 1.0],
+                            ("left_wheel_joint", "right_wheel_joint")) == (1.0, 2.0)
+    with pytest.raises(ValueError, match="joint 'left_wheel_joint' not in message"):
+        wheel_velocities(["a"], [0.0], ("left_wheel_joint", "right_wheel_joint"))
