@@ -5,8 +5,8 @@ from setuptools import find_packages, setup
 
 PACKAGE = "gr00t_rlhf_ros"
 
-NODES = ["sim_node", "expert_node", "policy_node", "reward_node", "recorder_node", "feedback_node"]
-EXISTING_NODES = [n for n in NODES if glob(f"src/{PACKAGE}/nodes/{n}.py")]
+# executable = node name = module gr00t_rlhf_ros.nodes.<name> = params-file root key
+NODES = ["sim_node", "expert_node"]
 
 setup(
     name=PACKAGE,
@@ -27,7 +27,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     entry_points={
-        "console_scripts": [f"{n}={PACKAGE}.nodes.{n}:main" for n in EXISTING_NODES]
+        "console_scripts": [f"{n}={PACKAGE}.nodes.{n}:main" for n in NODES]
         + [
             "gr00t-rlhf=gr00t_rlhf_ros.cli:main",
         ],

@@ -22,8 +22,8 @@ def register_all(subparsers) -> None:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name == name:
-                continue
+            if e.name and (name == e.name or name.startswith(e.name + ".")):
+                continue  # that area is not part of this install
             raise
         module.register(subparsers)
 
