@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 PACKAGE = "gr00t_rlhf_ros"
 
 # executable = node name = module gr00t_rlhf_ros.nodes.<name> = params-file root key
-NODES = ["sim_node", "expert_node"]
+NODES = ["sim_node", "expert_node", "feedback_node"]
 
 setup(
     name=PACKAGE,

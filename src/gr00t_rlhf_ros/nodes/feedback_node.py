@@ -1,0 +1,118 @@
+"""feedback_node: an operator at a terminal sends /human_feedback and starts/stops/discards episodes.
+
+Run it in its own terminal while the robot drives (``ros2 run gr00t_rlhf_ros feedback_node`` or
+``python -m gr00t_rlhf_ros.nodes.feedback_node``). In a terminal, single key presses act at once;
+with stdin from a pipe or script, each line is a key, an integer feedback key or a word.
+"""
+from __future__ import annotations
+
+import sys
+import termios
+import threading
+import tty
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_msgs.msg import Int32
+from std_srvs.srv import Trigger
+
+from gr00t_rlhf_ros.contract import load_contract
+from gr00t_rlhf_ros.feedback_keys import default_keymap, help_text, interpret, parse_keymap
+from gr00t_rlhf_ros.qos import profile
+from gr00t_rlhf_train.feedback import load_vocabulary
+
+
+class FeedbackNode(Node):
+    def __init__(self):
+        super().__init__("feedback_node")
+        c = load_contract()
+        vocab_spec = self.declare_parameter(
+            "vocabulary", "binary",
+            ParameterDescriptor(description="feedback vocabulary: 'binary', 'score' or a rewards.jsonl path")).value
+        keymap = self.declare_parameter(
+            "keymap", [""],
+            ParameterDescriptor(description="key=feedback-key entries, e.g. ['g=1', 'b=0'] (empty: defaults)")).value
+        self.vocab = load_vocabulary(vocab_spec)
+        keymap = [k for k in keymap if k]
+        self.keymap = parse_keymap(keymap, self.vocab) if keymap else default_keymap(self.vocab)
+        fb = c.topic("human_feedback")
+        self.pub = self.create_publisher(Int32, fb.name, profile(fb))
+        self.episode_clients = {kind: self.create_client(Trigger, c.service(f"{kind}_episode").name)
+                        for kind in ("start", "stop", "discard")}
+        self.done = threading.Event()
+
+    def handle(self, token: str) -> None:
+        cmd = interpret(token, self.keymap, self.vocab)
+        if cmd is None:
+            if token.strip():
+                self.get_logger().warning(f"ignored input {token.strip()!r} (press h for help)")
+            return
+        if cmd.kind == "feedback":
+            self.pub.publish(Int32(data=cmd.value))
+            self.get_logger().info(f"feedback {cmd.value}: {self.vocab.texts[cmd.value]}")
+        elif cmd.kind == "help":
+            print(help_text(self.keymap, self.vocab), flush=True)
+        elif cmd.kind == "quit":
+            self.done.set()
+        else:
+            self._call(cmd.kind)
+
+    def _call(self, kind: str) -> None:
+        client = self.episode_clients[kind]
+        if not client.service_is_ready():
+            self.get_logger().error(f"{client.srv_name} is not available: is recorder_node running?")
+            return
+        future = client.call_async(Trigger.Request())
+        future.add_done_callback(lambda f: self._report(kind, f))
+
+    def _report(self, kind, future):
+        resp = future.result()
+        log = self.get_logger().info if resp.success else self.get_logger().error
+        log(f"{kind} episode: {resp.message}")
+
+
+def _read_input(node: FeedbackNode) -> None:
+    stream = sys.stdin
+    if stream.isatty():
+        fd = stream.fileno()
+        old = termios.tcgetattr(fd)
+        try:
+            tty.setcbreak(fd)
+            while not node.done.is_set():
+                ch = stream.read(1)
+                if not ch:
+                    break
+                node.handle(ch)
+        finally:
+            termios.tcsetattr(fd, termios.TCSADRAIN, old)
+    else:
+        for line in stream:
+            node.handle(line)
+            if node.done.is_set():
+                break
+    node.done.set()
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = FeedbackNode()
+    print(help_text(node.keymap, node.vocab), flush=True)
+    reader = threading.Thread(target=_read_input, args=(node,), daemon=True)
+    reader.start()
+    try:
+        while rclpy.ok() and not node.done.is_set():
+            rclpy.spin_once(node, timeout_sec=0.1)
+        # let outstanding service replies arrive before leaving
+        for _ in range(10):
+            rclpy.spin_once(node, timeout_sec=0.05)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Human feedback vocabularies: the integer keys an operator sends and what they mean.
+
+A vocabulary maps keys to texts (``meta/rewards.jsonl`` of a dataset), names the dataset column
+its keys go in, says which key holds before any feedback arrives, and turns a key into the
+frame's ``next.reward`` (the key's value, as in the seed datasets: 0/1 for binary feedback,
+-5..5 for scores). Used by the recorder, the feedback node, the dataset writer and the reward
+model's checkpoint.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+VALIDITY_KEY = "annotation.human.validity"
+SCORE_KEY = "annotation.human.score"
+
+
+@dataclass(frozen=True)
+class FeedbackVocabulary:
+    texts: dict[int, str]                 # key -> meaning, e.g. {0: "Doing bad", 1: "Doing good"}
+    column: str = VALIDITY_KEY            # the key name used in meta/rewards.jsonl
+    default: int | None = None            # key in force before the operator says anything
+
+    def __post_init__(self):
+        if not self.texts:
+            raise ValueError("FeedbackVocabulary.texts: at least one key is needed")
+        bad = [k for k in self.texts if not isinstance(k, int) or isinstance(k, bool)]
+        if bad:
+            raise ValueError(f"FeedbackVocabulary.texts: keys must be integers, got {bad!r}")
+        if self.default is not None and self.default not in self.texts:
+            raise ValueError(f"FeedbackVocabulary.default: {self.default!r} is not a key of {sorted(self.texts)}")
+        if self.column not in (VALIDITY_KEY, SCORE_KEY):
+            raise ValueError(f"FeedbackVocabulary.column: {self.column!r} must be {VALIDITY_KEY!r} or {SCORE_KEY!r}")
+
+    @property
+    def keys(self) -> list[int]:
+        return sorted(self.texts)
+
+    def check(self, key: int, where: str = "feedback") -> int:
+        """``key`` if it is in the vocabulary, else ValueError naming ``where`` and the allowed keys."""
+        if key not in self.texts:
+            raise ValueError(f"{where}: {key!r} is not a feedback key (allowed: {self.keys})")
+        return key
+
+    def reward(self, key: int) -> float:
+        """The frame's ``next.reward`` for feedback ``key``."""
+        return float(self.check(key))
+
+    def rows(self) -> list[dict]:
+        """The lines of ``meta/rewards.jsonl``."""
+        return [{self.column: k, "feedback": self.texts[k]} for k in self.keys]
+
+    def to_json(self) -> dict:
+        return {"column": self.column, "default": self.default,
+                "texts": {str(k): v for k, v in sorted(self.texts.items())}}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "FeedbackVocabulary":
+        return cls({int(k): str(v) for k, v in doc["texts"].items()}, doc.get("column", VALIDITY_KEY),
+                   doc.get("default"))
+
+    @classmethod
+    def from_rows(cls, rows: list[dict], where: str = "rewards.jsonl") -> "FeedbackVocabulary":
+        """Parse the rows of a ``meta/rewards.jsonl`` (keyed by validity or by score)."""
+        texts, column = {}, None
+        for i, row in enumerate(rows):
+            col = next((c for c in (VALIDITY_KEY, SCORE_KEY) if c in row), None)
+            if col is None or "feedback" not in row:
+                raise ValueError(f"{where} line {i + 1}: needs '{VALIDITY_KEY}' or '{SCORE_KEY}' and 'feedback': {row}")
+            column = column or col
+            texts[int(row[col])] = str(row["feedback"])
+        return cls(texts, column or VALIDITY_KEY)
+
+
+BINARY = FeedbackVocabulary({0: "Doing bad", 1: "Doing good"}, VALIDITY_KEY, default=1)
+SCORE = FeedbackVocabulary({
+    -5: "Extremely far from target, completely wrong direction",
+    -4: "Very far off course with major navigation errors",
+    -3: "Significant deviation from optimal path",
+    -2: "Too distant from target, needs substantial correction",
+    -1: "Slightly off target, minor course adjustment needed",
+    0: "Neither close nor far",
+    1: "Approaching target but still at distance",
+    2: "Getting closer, acceptable distance range",
+    3: "Good proximity to target location",
+    4: "Very close to optimal position",
+    5: "At the target position",
+}, SCORE_KEY, default=0)
+PRESETS = {"binary": BINARY, "score": SCORE}
+
+
+def load_vocabulary(spec: str) -> FeedbackVocabulary:
+    """``"binary"``, ``"score"``, or the path of a rewards.jsonl / vocabulary JSON file."""
+    if spec in PRESETS:
+        return PRESETS[spec]
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"feedback vocabulary {spec!r}: not a preset ({', '.join(PRESETS)}) and no such file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".jsonl":
+            return FeedbackVocabulary.from_rows([json.loads(line) for line in text.splitlines() if line.strip()],
+                                                str(path))
+        return FeedbackVocabulary.from_json(json.loads(text))
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a feedback vocabulary: {e}") from None
