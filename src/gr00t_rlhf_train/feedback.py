@@ -1,10 +1,11 @@
 """Human feedback vocabularies: the integer keys an operator sends and what they mean.
 
-A vocabulary maps keys to texts (``meta/rewards.jsonl`` of a dataset), names the dataset column
-its keys go in, says which key holds before any feedback arrives, and turns a key into the
-frame's ``next.reward`` (the key's value, as in the seed datasets: 0/1 for binary feedback,
--5..5 for scores). Used by the recorder, the feedback node, the dataset writer and the reward
-model's checkpoint.
+A vocabulary maps keys to texts (``meta/rewards.jsonl`` of a dataset), names the JSON key its
+rows use (``annotation.human.validity`` or ``annotation.human.score``), says which key holds
+before any feedback arrives, and turns a key into the frame's ``next.reward``: binary
+vocabularies (keys {0, 1}) give ``reward = key``; others (e.g. scores -5..5) give
+``reward = key / max|key|`` (in [-1, 1]). Used by the recorder, the feedback node, the dataset
+reader and writer, and the reward model's checkpoint.
 """
 from __future__ import annotations
 
@@ -19,19 +20,31 @@ SCORE_KEY = "annotation.human.score"
 @dataclass(frozen=True)
 class FeedbackVocabulary:
     texts: dict[int, str]                 # key -> meaning, e.g. {0: "Doing bad", 1: "Doing good"}
-    column: str = VALIDITY_KEY            # the key name used in meta/rewards.jsonl
+    key_field: str = VALIDITY_KEY         # the JSON key of meta/rewards.jsonl rows
     default: int | None = None            # key in force before the operator says anything
 
     def __post_init__(self):
         if not self.texts:
             raise ValueError("FeedbackVocabulary.texts: at least one key is needed")
-        bad = [k for k in self.texts if not isinstance(k, int) or isinstance(k, bool)]
+        bad = [(k, v) for k, v in self.texts.items()
+               if not isinstance(k, int) or isinstance(k, bool) or not isinstance(v, str)]
         if bad:
-            raise ValueError(f"FeedbackVocabulary.texts: keys must be integers, got {bad!r}")
+            raise ValueError(f"FeedbackVocabulary.texts: {bad!r}: keys must be integers and texts strings")
         if self.default is not None and self.default not in self.texts:
             raise ValueError(f"FeedbackVocabulary.default: {self.default!r} is not a key of {sorted(self.texts)}")
-        if self.column not in (VALIDITY_KEY, SCORE_KEY):
-            raise ValueError(f"FeedbackVocabulary.column: {self.column!r} must be {VALIDITY_KEY!r} or {SCORE_KEY!r}")
+        if self.key_field not in (VALIDITY_KEY, SCORE_KEY):
+            raise ValueError(f"FeedbackVocabulary.key_field: {self.key_field!r} must be {VALIDITY_KEY!r} or {SCORE_KEY!r}")
+
+    @classmethod
+    def of(cls, texts: "dict[int, str] | FeedbackVocabulary", key_field: str = VALIDITY_KEY) -> "FeedbackVocabulary":
+        return texts if isinstance(texts, FeedbackVocabulary) else cls({int(k): str(v) for k, v in texts.items()}, key_field)
+
+    @property
+    def is_binary(self) -> bool:
+        return set(self.texts) <= {0, 1}
+
+    def text(self, key: int) -> str | None:
+        return self.texts.get(int(key))
 
     @property
     def keys(self) -> list[int]:
@@ -44,33 +57,40 @@ class FeedbackVocabulary:
         return key
 
     def reward(self, key: int) -> float:
-        """The frame's ``next.reward`` for feedback ``key``."""
-        return float(self.check(key))
+        """The frame's ``next.reward`` for feedback ``key`` (see the module docstring)."""
+        self.check(key)
+        if self.is_binary:
+            return float(key)
+        return key / max(abs(k) for k in self.texts)
 
-    def rows(self) -> list[dict]:
+    def to_jsonl_rows(self) -> list[dict]:
         """The lines of ``meta/rewards.jsonl``."""
-        return [{self.column: k, "feedback": self.texts[k]} for k in self.keys]
+        return [{self.key_field: k, "feedback": self.texts[k]} for k in self.keys]
 
     def to_json(self) -> dict:
-        return {"column": self.column, "default": self.default,
+        return {"key_field": self.key_field, "default": self.default,
                 "texts": {str(k): v for k, v in sorted(self.texts.items())}}
 
     @classmethod
     def from_json(cls, doc: dict) -> "FeedbackVocabulary":
-        return cls({int(k): str(v) for k, v in doc["texts"].items()}, doc.get("column", VALIDITY_KEY),
+        return cls({int(k): str(v) for k, v in doc["texts"].items()}, doc.get("key_field", VALIDITY_KEY),
                    doc.get("default"))
 
     @classmethod
     def from_rows(cls, rows: list[dict], where: str = "rewards.jsonl") -> "FeedbackVocabulary":
         """Parse the rows of a ``meta/rewards.jsonl`` (keyed by validity or by score)."""
-        texts, column = {}, None
+        if not rows:
+            raise ValueError(f"{where}: the feedback vocabulary is empty")
+        texts, key_field = {}, None
         for i, row in enumerate(rows):
             col = next((c for c in (VALIDITY_KEY, SCORE_KEY) if c in row), None)
-            if col is None or "feedback" not in row:
-                raise ValueError(f"{where} line {i + 1}: needs '{VALIDITY_KEY}' or '{SCORE_KEY}' and 'feedback': {row}")
-            column = column or col
-            texts[int(row[col])] = str(row["feedback"])
-        return cls(texts, column or VALIDITY_KEY)
+            key = row.get(col) if col else None
+            if col is None or not isinstance(row.get("feedback"), str) or not isinstance(key, int) or isinstance(key, bool):
+                raise ValueError(f"{where} line {i + 1}: needs an integer '{VALIDITY_KEY}' or '{SCORE_KEY}' "
+                                 f"and a 'feedback' text: {row}")
+            key_field = key_field or col
+            texts[key] = row["feedback"]
+        return cls(texts, key_field)
 
 
 BINARY = FeedbackVocabulary({0: "Doing bad", 1: "Doing good"}, VALIDITY_KEY, default=1)

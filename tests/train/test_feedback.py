@@ -9,16 +9,16 @@ from gr00t_rlhf_train.feedback import BINARY, SCORE, FeedbackVocabulary, load_vo
 def test_presets_and_reward():
     assert load_vocabulary("binary") is BINARY
     assert BINARY.reward(0) == 0.0 and BINARY.reward(1) == 1.0
-    assert SCORE.keys == list(range(-5, 6)) and SCORE.reward(-3) == -3.0
+    assert SCORE.keys == list(range(-5, 6)) and SCORE.reward(-3) == -0.6
     with pytest.raises(ValueError, match=r"human_feedback: 4 is not a feedback key"):
         BINARY.check(4, "human_feedback")
 
 
 def test_roundtrip_through_rewards_jsonl(tmp_path):
     p = tmp_path / "rewards.jsonl"
-    p.write_text("\n".join(json.dumps(r) for r in SCORE.rows()))
+    p.write_text("\n".join(json.dumps(r) for r in SCORE.to_jsonl_rows()))
     v = load_vocabulary(str(p))
-    assert v.texts == SCORE.texts and v.column == "annotation.human.score"
+    assert v.texts == SCORE.texts and v.key_field == "annotation.human.score"
     assert FeedbackVocabulary.from_json(BINARY.to_json()) == BINARY
 
 

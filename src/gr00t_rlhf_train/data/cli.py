@@ -1,0 +1,75 @@
+"""``gr00t-rlhf dataset info|validate PATH``: summary and problems of a dataset (exit 1 on errors)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from gr00t_rlhf_train.data import features as F
+from gr00t_rlhf_train.data.errors import DatasetError
+from gr00t_rlhf_train.data.validate import validate
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("dataset", help="inspect LeRobot v2.0 (GR00T flavour) datasets")
+    sub = p.add_subparsers(dest="dataset_command", metavar="ACTION")
+    sub.required = True
+    info = sub.add_parser("info", help="print a summary of a dataset (and its problems)")
+    info.add_argument("path", help="dataset root (holds meta/, data/, videos/)")
+    info.set_defaults(func=cmd_info)
+    val = sub.add_parser("validate", help="check every file of a dataset; exit 1 if any is unusable")
+    val.add_argument("path", help="dataset root (holds meta/, data/, videos/)")
+    val.add_argument("--no-decode", action="store_true", help="do not decode video frames (faster)")
+    val.set_defaults(func=cmd_validate)
+
+
+def summary(ds) -> list[str]:
+    eps = ds.load_all()
+    lengths = np.array([len(e) for e in eps])
+    durations = np.array([e.times[-1] for e in eps])
+    v = eps[0].video(ds.video_keys[0]) if ds.video_keys else None
+    voc = ds.vocabulary
+    lines = [
+        f"dataset     {ds.root}",
+        f"format      LeRobot {ds.info.get('codebase_version', '?')}, robot {ds.robot_type}, {ds.fps:g} fps",
+        f"episodes    {ds.num_episodes} ({lengths.min()}..{lengths.max()} rows, "
+        f"{durations.sum() / 60:.1f} min in all)",
+        f"rows        {ds.num_frames} (row rate ~{1 / np.median(np.diff(eps[0].times)):.0f} Hz)" if len(eps[0]) > 1
+        else f"rows        {ds.num_frames}",
+        f"state       {eps[0].state.shape[1]} values, action {eps[0].action.shape[1]} values",
+        f"modality    {', '.join(sorted(ds.modality_slices))}",
+        f"tasks       {len(ds.tasks)}: " + "; ".join(f"{i}={t!r}" for i, t in sorted(ds.tasks.items())),
+    ]
+    if voc is not None:
+        lines.append(f"feedback    {voc.key_field}: " + "; ".join(f"{k}={t!r}" for k, t in sorted(voc.texts.items())))
+    if v is not None:
+        lines.append(f"video       {ds.video_keys[0]}: {v.codec}, {v.size[1]}x{v.size[0]} (WxH)")
+    splits = ds.info.get("splits")
+    if splits:
+        lines.append(f"splits      {splits}")
+    return lines
+
+
+def _report(path: str, with_summary: bool, decode: bool) -> int:
+    rep = validate(path, decode=decode)
+    if with_summary and rep.dataset is not None and rep.ok:
+        try:
+            print("\n".join(summary(rep.dataset)))
+        except DatasetError as e:
+            rep.errors.append(str(e))
+    for w in rep.warnings:
+        print(f"warning: {w}")
+    for e in rep.errors:
+        print(f"error: {e}", file=sys.stderr)
+    status = "OK" if rep.ok else "INVALID"
+    print(f"{status}: {len(rep.errors)} error(s), {len(rep.warnings)} warning(s)")
+    return 0 if rep.ok else 1
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    return _report(args.path, True, decode=False)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    return _report(args.path, False, decode=not args.no_decode)

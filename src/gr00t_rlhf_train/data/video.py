@@ -1,0 +1,217 @@
+"""Video helpers (PyAV): a streaming H.264 encoder, a cached frame reader, time -> frame index.
+
+Writing: :class:`VideoEncoder` encodes frame by frame with ``libx264`` into a *fragmented* MP4
+(``frag_keyframe+empty_moov``): the file is readable up to the last complete fragment (one GOP,
+one second by default) even if the process is killed, which is what crash recovery relies on.
+``tune=zerolatency`` keeps no frames inside the encoder, so memory stays bounded.
+
+Reading: :class:`VideoReader` demuxes the packet timestamps once (cheap, no decoding), maps a time
+within the episode to the latest frame at or before it, and decodes with a small cache: sequential
+access continues the running decoder instead of seeking; random access seeks to the keyframe.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from gr00t_rlhf_train.data.errors import DatasetError, DatasetWriteError
+
+_TIME_BASE = Fraction(1, 1000)  # encoder timestamps in milliseconds
+_TIME_TOL = 1e-3  # a frame stamped within 1 ms after t still counts as "at" t
+
+
+def frame_index_at(frame_times: np.ndarray, t: float) -> int:
+    """Index of the latest frame with time <= t (clamped to the first and last frame)."""
+    i = int(np.searchsorted(frame_times, t + _TIME_TOL, side="right")) - 1
+    return min(max(i, 0), len(frame_times) - 1)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of two uint8 images (inf if identical)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+class VideoEncoder:
+    """Encode uint8 RGB frames [H, W, 3] one at a time into an H.264 fragmented MP4."""
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], crf: int = 20,
+                 preset: str = "veryfast", gop_seconds: float = 1.0):
+        self.path = Path(path)
+        self.height, self.width = int(size[0]), int(size[1])
+        if self.height % 2 or self.width % 2 or self.height <= 0 or self.width <= 0:
+            raise ValueError(f"VideoEncoder.size: {size!r} must be positive and even (yuv420p)")
+        self.frames = 0
+        self._last_pts = -1
+        try:
+            self._container = av.open(str(self.path), "w", format="mp4", options={
+                "movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"})
+            s = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+            s.width, s.height, s.pix_fmt = self.width, self.height, "yuv420p"
+            s.time_base = _TIME_BASE
+            s.codec_context.time_base = _TIME_BASE
+            s.codec_context.gop_size = max(1, round(fps * gop_seconds))
+            s.options = {"preset": preset, "tune": "zerolatency", "crf": str(crf)}
+            self._stream = s
+        except OSError as e:
+            raise DatasetWriteError(self.path, None, f"cannot create video: {e}", getattr(e, "errno", None)) from e
+
+    def add(self, image: np.ndarray, t: float) -> None:
+        """Encode ``image`` (uint8 [H, W, 3] RGB) shown at ``t`` seconds from the video start."""
+        if image.dtype != np.uint8 or image.shape != (self.height, self.width, 3):
+            raise ValueError(f"{self.path}: image must be uint8 [{self.height}, {self.width}, 3], "
+                             f"got {image.dtype} {list(image.shape)}")
+        pts = round(t / _TIME_BASE)
+        if pts <= self._last_pts:
+            raise ValueError(f"{self.path}: frame time {t:.4f}s is not after the previous frame")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame.pts, frame.time_base = pts, _TIME_BASE
+        self._mux(self._stream.encode(frame))
+        self._last_pts = pts
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file."""
+        if self._container is None:
+            return
+        try:
+            self._mux(self._stream.encode(None))
+            self._container.close()
+        except OSError as e:
+            raise DatasetWriteError(self.path, None, f"cannot finish video: {e}", getattr(e, "errno", None)) from e
+        finally:
+            self._container = None
+
+    def abort(self) -> None:
+        """Close without caring about errors (the file is about to be deleted)."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - best effort on an abandoned file
+                pass
+            self._container = None
+
+    def _mux(self, packets) -> None:
+        try:
+            for p in packets:
+                self._container.mux(p)
+        except OSError as e:
+            raise DatasetWriteError(self.path, None, f"cannot write video: {e}", getattr(e, "errno", None)) from e
+
+
+def probe_frame_times(path: str | Path) -> tuple[np.ndarray, tuple[int, int], str]:
+    """(frame times in seconds from the first frame, (height, width), codec name) without decoding."""
+    times, size, codec, _, _ = _probe(path)
+    return times, size, codec
+
+
+def _probe(path: str | Path):
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "video", "video file is missing")
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise DatasetError(path, "video", "no video stream in the file")
+            s = c.streams.video[0]
+            tb = float(s.time_base)
+            pts = [p.pts for p in c.demux(s) if p.pts is not None and p.size > 0]
+            size, codec = (s.codec_context.height, s.codec_context.width), s.codec_context.name
+    except av.error.FFmpegError as e:
+        raise DatasetError(path, "video", f"unreadable video ({e})") from None
+    if not pts:
+        raise DatasetError(path, "video", "the video has no frames")
+    pts = np.sort(np.asarray(pts, dtype=np.int64))
+    return (pts - pts[0]) * tb, size, codec, int(pts[0]), tb
+
+
+class VideoReader:
+    """Random and sequential access to the frames of one video file by index or time."""
+
+    def __init__(self, path: str | Path, cache_size: int = 16):
+        self.path = Path(path)
+        self.frame_times, self.size, self.codec, self._pts0, self._tb = _probe(self.path)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._container = None
+        self._decoder = None
+        self._next = 0  # index of the frame the running decoder yields next
+        self.decoded = 0  # frames decoded so far (for tests and benchmarks)
+
+    def __len__(self) -> int:
+        return len(self.frame_times)
+
+    def index_at(self, t: float) -> int:
+        """Frame index for time ``t`` seconds from the first frame (latest frame at or before)."""
+        return frame_index_at(self.frame_times, t)
+
+    def frame_at(self, t: float) -> np.ndarray:
+        return self.frame(self.index_at(t))
+
+    def frame(self, i: int) -> np.ndarray:
+        """Decoded frame ``i`` as uint8 [H, W, 3] RGB."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"{self.path}: frame {i} out of range 0..{len(self) - 1}")
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        if self._decoder is None or i < self._next or i > self._next + 2 * self._cache_size:
+            self._seek(i)
+        while True:
+            try:
+                frame = next(self._decoder)
+            except StopIteration:
+                raise DatasetError(self.path, "video", f"frame {i} could not be decoded (stream ends early)") from None
+            except av.error.FFmpegError as e:
+                raise DatasetError(self.path, "video", f"decoding frame {i} failed ({e})") from None
+            j = self._index_of(frame)
+            self.decoded += 1
+            self._next = j + 1
+            if j >= i - 1:  # converting to RGB costs more than decoding: only what is asked for
+                self._remember(j, frame.to_ndarray(format="rgb24"))
+            if j >= i:
+                break
+        if i not in self._cache:  # frame i missing in the stream: use the nearest earlier one
+            self._remember(i, self._cache[max(k for k in self._cache if k <= j)])
+        return self._cache[i]
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = self._decoder = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # internals
+    def _remember(self, j: int, img: np.ndarray) -> None:
+        self._cache[j] = img
+        self._cache.move_to_end(j)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _index_of(self, frame) -> int:
+        t = (frame.pts - self._pts0) * self._tb
+        return int(np.searchsorted(self.frame_times, t - _TIME_TOL / 2, side="left"))
+
+    def _seek(self, i: int) -> None:
+        try:
+            if self._container is None:
+                self._container = av.open(str(self.path))
+                s = self._container.streams.video[0]
+                s.thread_type = "AUTO"
+            s = self._container.streams.video[0]
+            target = self._pts0 + round(self.frame_times[i] / self._tb)
+            self._container.seek(int(target), stream=s, backward=True, any_frame=False)
+            self._decoder = self._container.decode(s)
+            self._next = 0  # unknown until the first frame comes out
+        except av.error.FFmpegError as e:
+            raise DatasetError(self.path, "video", f"seeking to frame {i} failed ({e})") from None
