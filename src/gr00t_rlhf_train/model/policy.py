@@ -1,0 +1,105 @@
+"""Gr00tPolicy: observation in, a chunk of wheel commands in robot units out.
+
+    policy = Gr00tPolicy.from_pretrained("runs/sft/checkpoint-2000")   # or an official directory
+    chunk = policy.get_action(obs, seed=0)      # {"action.wheel_commands": array [16, 2]}
+
+The network, the processor (image size, prompt format, normalisation statistics, modality keys)
+and the tokenizer all come from the checkpoint, so nothing has to be configured by hand.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .configuration import ModelConfig, preset
+from .gr00t_n1 import Gr00tN1
+from .processor import LANGUAGE_KEYS, Gr00tProcessor, ModalityConfig
+from .tokenizer import image_token_id, load_tokenizer
+
+
+def default_stats(modality: ModalityConfig, max_wheel_speed: float = 5.0) -> dict:
+    """Neutral statistics for a fresh model (wheel commands and speeds in +-max_wheel_speed, others in +-1)."""
+    def entry(dim: int, bound: float) -> dict:
+        return {"min": [-bound] * dim, "max": [bound] * dim, "mean": [0.0] * dim, "std": [bound / 2] * dim,
+                "q01": [-bound] * dim, "q99": [bound] * dim}
+    return {
+        "state": {k: entry(d, max_wheel_speed if "wheel" in k else 1.0) for k, d in modality.state.items()},
+        "action": {k: entry(d, max_wheel_speed) for k, d in modality.action.items()},
+    }
+
+
+class Gr00tPolicy:
+    def __init__(self, model: Gr00tN1, processor: Gr00tProcessor, feedback_vocabulary: dict | None = None):
+        self.model = model
+        self.processor = processor
+        self.feedback_vocabulary = feedback_vocabulary or {}
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @classmethod
+    def from_config(cls, config: ModelConfig | str, modality: ModalityConfig | None = None,
+                    stats: dict | None = None, tokenizer="tiny", seed: int | None = 0) -> "Gr00tPolicy":
+        """A randomly initialised policy (training from scratch, tests, the demo with ``tiny``)."""
+        config = preset(config) if isinstance(config, str) else config
+        modality = modality or ModalityConfig()
+        tok = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
+        if len(tok) > config.backbone.language.vocab_size:
+            raise ValueError(f"the tokenizer has {len(tok)} tokens but the model's vocabulary is "
+                             f"{config.backbone.language.vocab_size}")
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = Gr00tN1(config, image_token_id(tok))
+        processor = Gr00tProcessor(config, modality, stats or default_stats(modality), tok)
+        return cls(model, processor)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, tokenizer=None, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None, embodiment_tag: str | None = None) -> "Gr00tPolicy":
+        """Load our checkpoint (``gr00t_rlhf.json``) or an official GR00T N1 directory (``config.json``)."""
+        from .checkpoint import load_policy
+        return load_policy(path, tokenizer=tokenizer, device=device, dtype=dtype, embodiment_tag=embodiment_tag)
+
+    def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
+        from .checkpoint import save_checkpoint
+        return save_checkpoint(path, "policy", self.model, self.processor, self.feedback_vocabulary, extra=extra)
+
+    def to(self, device=None, dtype=None) -> "Gr00tPolicy":
+        self.model.to(device=device, dtype=dtype)
+        return self
+
+    def prepare(self, observation: dict) -> dict[str, torch.Tensor]:
+        batch = self.processor(observation)
+        out = {}
+        for k, v in batch.items():
+            v = v.to(self.device)
+            out[k] = v.to(self.dtype) if v.is_floating_point() else v
+        return out
+
+    @torch.no_grad()
+    def get_action(self, observation: dict, num_steps: int | None = None, seed: int | None = None) -> dict[str, np.ndarray]:
+        """-> {"action.<name>": [horizon, dim]} (or [B, horizon, dim] for a batched observation) in robot units.
+
+        ``num_steps`` denoising steps (default: the config's, 4); the same ``seed`` gives the same chunk.
+        """
+        self.model.eval()
+        language = next((observation[k] for k in LANGUAGE_KEYS if k in observation), "")
+        batched = not isinstance(language, str)
+        batch = self.prepare(observation)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+        actions = self.model.sample_actions(batch, num_steps=num_steps, generator=generator)  # [B, T, A]
+        out = self.processor.decode_actions(actions)
+        return out if batched else {k: v[0] for k, v in out.items()}

@@ -1,0 +1,137 @@
+"""Reward heads on top of the GR00T N1 backbone: the seed's MLP head and the diagram's DiT head.
+
+Both score a clip of H consecutive frames (H = reward horizon, 1 = one frame) from the backbone's
+vision-language tokens of each frame (prompt = the task instruction, never the feedback text of
+the frame being scored) and the robot state of each frame.
+
+* ``MLPRewardHead`` — the seed's design: one pooled token per frame (``pool="first"`` is the seed's
+  first-token choice; note that in a causal LLM the first token sees nothing but itself, so it
+  carries no image information — ``"mean"``, the masked mean over the prompt, is the default),
+  concatenated with a state projection over the H frames, then an MLP to one number.
+* ``DiTRewardHead`` — the seed diagram: state tokens (embodiment state encoder, initialisable from
+  the policy's and frozen) plus a reward token (reward encoder of the current estimate) go through
+  a DiT that cross-attends to the VL tokens of all H frames; the reward decoder reads the reward
+  token. The estimate is fed back ``refine_steps`` times (the diagram's loop), starting from 0; the
+  refinement step plays the role of the DiT's timestep.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .action_head import CategorySpecificMLP
+from .configuration import ConfigError
+from .dit import DiT
+
+HEAD_KINDS = ("mlp", "dit")
+POOLS = ("first", "mean", "last")
+
+
+@dataclass
+class RewardHeadConfig:
+    kind: str = "dit"
+    horizon: int = 1               # frames per scored clip (the reward horizon H)
+    pool: str = "mean"             # mlp head: which token of each frame's sequence to use
+    hidden_size: int = 512         # mlp head hidden width; dit head state-encoder hidden width
+    use_state: bool = True
+    num_layers: int = 4            # dit head
+    num_heads: int = 8
+    head_dim: int = 64
+    refine_steps: int = 2
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in HEAD_KINDS:
+            raise ConfigError(f"RewardHeadConfig.kind = {self.kind!r}: allowed {HEAD_KINDS}")
+        if self.pool not in POOLS:
+            raise ConfigError(f"RewardHeadConfig.pool = {self.pool!r}: allowed {POOLS}")
+        for name in ("horizon", "hidden_size", "num_layers", "num_heads", "head_dim", "refine_steps"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ConfigError(f"RewardHeadConfig.{name} = {v!r}: must be a positive integer")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pool_tokens(features: torch.Tensor, mask: torch.Tensor, pool: str) -> torch.Tensor:
+    """features [N, L, D], mask [N, L] -> [N, D]."""
+    if pool == "first":
+        return features[:, 0]
+    m = mask.to(features.dtype)
+    if pool == "mean":
+        return (features * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
+    last = (mask.long().cumsum(1).argmax(1))                                   # index of the last real token
+    return features[torch.arange(features.shape[0], device=features.device), last]
+
+
+class MLPRewardHead(nn.Module):
+    def __init__(self, config: RewardHeadConfig, feature_dim: int, state_dim: int, **_):
+        super().__init__()
+        self.config = config
+        s = 64 if config.use_state else 0
+        self.state_proj = nn.Linear(state_dim, s) if config.use_state else None
+        self.mlp = nn.Sequential(nn.Linear(config.horizon * (feature_dim + s), config.hidden_size), nn.GELU(),
+                                 nn.Dropout(config.dropout), nn.Linear(config.hidden_size, 1))
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, state: torch.Tensor,
+                embodiment_id: torch.Tensor) -> list[torch.Tensor]:
+        """features [B, H, L, D]; mask [B, H, L]; state [B, H, S] -> [reward [B]]."""
+        b, h, l, d = features.shape
+        x = pool_tokens(features.reshape(b * h, l, d), mask.reshape(b * h, l), self.config.pool)  # [B*H, D]
+        x = x.reshape(b, h, d)                                                                  # [B, H, D]
+        if self.state_proj is not None:
+            x = torch.cat([x, self.state_proj(state.to(x.dtype))], dim=-1)                      # [B, H, D+64]
+        return [self.mlp(x.reshape(b, -1)).squeeze(-1)]                                        # [B]
+
+
+class DiTRewardHead(nn.Module):
+    def __init__(self, config: RewardHeadConfig, feature_dim: int, state_dim: int, num_embodiments: int = 32,
+                 timestep_channels: int = 256):
+        super().__init__()
+        self.config = config
+        dim = config.num_heads * config.head_dim
+        self.state_encoder = CategorySpecificMLP(num_embodiments, state_dim, config.hidden_size, dim)
+        self.reward_encoder = nn.Sequential(nn.Linear(1, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.reward_query = nn.Parameter(0.02 * torch.randn(dim))
+        self.frame_embedding = nn.Embedding(config.horizon + 1, dim)
+        self.model = DiT(config.num_layers, config.num_heads, config.head_dim, output_dim=dim,
+                         cross_attention_dim=feature_dim, timestep_channels=timestep_channels, dropout=config.dropout)
+        self.reward_decoder = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, 1))
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, state: torch.Tensor,
+                embodiment_id: torch.Tensor) -> list[torch.Tensor]:
+        """features [B, H, L, D]; mask [B, H, L]; state [B, H, S] -> rewards of each refinement step, [B] each."""
+        b, h, l, d = features.shape
+        context = features.reshape(b, h * l, d)                                     # [B, H*L, D]
+        context_mask = mask.reshape(b, h * l).bool()                                # [B, H*L]
+        positions = self.frame_embedding(torch.arange(h + 1, device=features.device))  # [H+1, dim]
+        if self.config.use_state:
+            state_tokens = self.state_encoder(state.to(features.dtype), embodiment_id)  # [B, H, dim]
+        else:
+            state_tokens = torch.zeros(b, h, positions.shape[-1], device=features.device, dtype=features.dtype)
+        state_tokens = state_tokens + positions[:h]
+        reward = torch.zeros(b, 1, device=features.device, dtype=features.dtype)   # [B, 1]
+        outputs = []
+        for k in range(self.config.refine_steps):
+            reward_token = self.reward_encoder(reward) + self.reward_query + positions[h]     # [B, dim]
+            tokens = torch.cat([state_tokens, reward_token[:, None]], dim=1)               # [B, H+1, dim]
+            step = torch.full((b,), k, device=features.device, dtype=torch.long)
+            out = self.model(tokens, context, step, context_mask)                          # [B, H+1, dim]
+            reward = self.reward_decoder(out[:, -1])                                        # [B, 1]
+            outputs.append(reward.squeeze(-1))
+        return outputs
+
+
+def build_reward_head(config: RewardHeadConfig, feature_dim: int, state_dim: int, num_embodiments: int) -> nn.Module:
+    cls = MLPRewardHead if config.kind == "mlp" else DiTRewardHead
+    return cls(config, feature_dim, state_dim, num_embodiments=num_embodiments)
+
+
+def reward_loss(outputs: list[torch.Tensor], target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """Mean over refinement steps of MSE (``mse``) or BCE-with-logits (``bce``, targets in [0, 1])."""
+    fn = F.mse_loss if kind == "mse" else F.binary_cross_entropy_with_logits
+    return torch.stack([fn(o.float(), target.float()) for o in outputs]).mean()

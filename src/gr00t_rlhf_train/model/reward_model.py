@@ -1,0 +1,145 @@
+"""RewardModel: the GR00T N1 backbone (frozen, LoRA via peft, or trainable) + a reward head.
+
+    rm = RewardModel.from_policy(policy, RewardHeadConfig(kind="dit", horizon=4), tuning="lora")
+    r = rm.score(clip)       # clip: frames [H, h, w, 3], states [H, dim], the task instruction
+
+The prompt is the task instruction only; the feedback given for the frames being scored never
+enters the model (it is the training target).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .backbone import EagleBackbone
+from .configuration import ConfigError, ModelConfig
+from .processor import LANGUAGE_KEYS, Gr00tProcessor
+from .reward_head import RewardHeadConfig, build_reward_head, reward_loss
+
+TUNINGS = ("frozen", "lora", "full")
+# LoRA adapters go on the LLM's attention projections.
+LORA_TARGETS = r".*language_model\.model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)"
+
+
+class RewardModel(nn.Module):
+    def __init__(self, config: ModelConfig, head: RewardHeadConfig, processor: Gr00tProcessor,
+                 tuning: str = "frozen", lora_rank: int = 8, image_token_id: int | None = None,
+                 backbone_state: dict | None = None):
+        super().__init__()
+        if tuning not in TUNINGS:
+            raise ConfigError(f"RewardModel tuning = {tuning!r}: allowed {TUNINGS}")
+        self.config, self.head_config, self.processor = config, head, processor
+        self.tuning, self.lora_rank = tuning, lora_rank
+        self.backbone = EagleBackbone(config.backbone, image_token_id)
+        self.head = build_reward_head(head, config.backbone.project_to_dim, config.action_head.max_state_dim,
+                                      config.action_head.max_num_embodiments)
+        if backbone_state is not None:
+            self.backbone.load_state_dict(backbone_state)
+        if tuning == "lora":
+            from peft import LoraConfig, inject_adapter_in_model
+            inject_adapter_in_model(LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, target_modules=LORA_TARGETS),
+                                    self.backbone)
+        self.set_trainable()
+
+    def set_trainable(self) -> None:
+        for name, p in self.backbone.named_parameters():
+            p.requires_grad_(self.tuning == "full" or (self.tuning == "lora" and "lora_" in name))
+
+    def head_meta(self) -> dict:
+        return {"reward_head": self.head_config.to_dict(), "tuning": self.tuning, "lora_rank": self.lora_rank}
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_policy(cls, policy, head: RewardHeadConfig | None = None, tuning: str = "frozen",
+                    lora_rank: int = 8) -> "RewardModel":
+        """Share the policy's backbone weights (copied) and, for the DiT head, its state encoder when widths match."""
+        head = head or RewardHeadConfig()
+        rm = cls(policy.config, head, policy.processor, tuning, lora_rank, policy.model.image_token_id,
+                 backbone_state=policy.model.backbone.state_dict())
+        src = policy.model.action_head.state_encoder
+        dst = getattr(rm.head, "state_encoder", None)
+        if dst is not None and all(a.shape == b.shape for a, b in zip(src.parameters(), dst.parameters())):
+            dst.load_state_dict(src.state_dict())
+            dst.requires_grad_(False)                           # the diagram's frozen state encoder
+        return rm.to(policy.device)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, tokenizer=None, device="cpu", dtype=None) -> "RewardModel":
+        from .checkpoint import CheckpointError, load_processor, load_weights, read_meta, weight_files
+        from .tokenizer import image_token_id
+
+        path = Path(path)
+        meta = read_meta(path)
+        if meta["kind"] != "reward_model":
+            raise CheckpointError(f"{path}: kind is {meta['kind']!r}, expected 'reward_model'")
+        processor = load_processor(path, meta, tokenizer)
+        h = meta.get("head") or {}
+        rm = cls(processor.model_config, RewardHeadConfig(**h["reward_head"]), processor, h.get("tuning", "frozen"),
+                 h.get("lora_rank", 8), image_token_id(processor.tokenizer))
+        load_weights(rm, weight_files(path), str(path), device=device, dtype=dtype)
+        return rm
+
+    def save_pretrained(self, path: str | Path, feedback_vocabulary: dict | None = None, extra: dict | None = None):
+        from .checkpoint import save_checkpoint
+        return save_checkpoint(path, "reward_model", self, self.processor, feedback_vocabulary,
+                               head=self.head_meta(), extra=extra)
+
+    # -- tensors -------------------------------------------------------------------------------
+    def features(self, batch: dict) -> torch.Tensor:
+        """-> VL tokens [B*H, L, D] (no graph through a frozen backbone)."""
+        args = (batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+        if self.tuning == "frozen":
+            self.backbone.eval()
+            with torch.no_grad():
+                return self.backbone(*args)
+        return self.backbone(*args)
+
+    def forward(self, batch: dict) -> list[torch.Tensor]:
+        """batch from ``prepare`` -> reward estimates [B] (one per refinement step; the last is the answer)."""
+        feats = self.features(batch)                                                  # [B*H, L, D]
+        b, h = batch["state"].shape[:2]
+        feats = feats.reshape(b, h, *feats.shape[1:])                                 # [B, H, L, D]
+        mask = batch["attention_mask"].reshape(b, h, -1)                              # [B, H, L]
+        return self.head(feats, mask, batch["state"], batch["embodiment_id"])
+
+    def loss(self, batch: dict, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+        return reward_loss(self(batch), target.to(batch["state"].device), kind)
+
+    # -- observations --------------------------------------------------------------------------
+    def prepare(self, clip: dict) -> dict[str, torch.Tensor]:
+        """A clip (frames [H, h, w, 3], states [H, dim], one instruction) or a batch of clips
+        (frames [B, H, h, w, 3], states [B, H, dim], B instructions) -> tensors with B*H frames."""
+        lang_key = next((k for k in LANGUAGE_KEYS if k in clip), None)
+        if lang_key is None:
+            raise KeyError(f"the clip lacks an instruction ({' or '.join(LANGUAGE_KEYS)}); keys: {sorted(clip)}")
+        batched = not isinstance(clip[lang_key], str)
+        instructions = list(clip[lang_key]) if batched else [clip[lang_key]]
+        b, h = len(instructions), self.head_config.horizon
+        flat = {lang_key: [s for s in instructions for _ in range(h)]}
+        for key, value in clip.items():
+            if key == lang_key or key.startswith(("action.", "annotation.human.validity", "feedback")):
+                continue                                                   # never feed the label back in
+            a = np.asarray(value)
+            lead = b * h
+            if key.startswith("video."):
+                a = a.reshape(lead, *a.shape[-3:])
+            else:
+                a = a.reshape(lead, -1)
+            flat[key] = a
+        batch = self.processor(flat)
+        batch["state"] = batch["state"].reshape(b, h, -1)                                # [B, H, max_state_dim]
+        batch["embodiment_id"] = batch["embodiment_id"].reshape(b, h)[:, 0]             # [B]
+        device = next(self.parameters()).device
+        dtype = next(self.head.parameters()).dtype
+        return {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)) for k, v in batch.items()}
+
+    @torch.no_grad()
+    def score(self, clip: dict) -> float | np.ndarray:
+        """Reward of one clip (a float) or of a batch of clips (array [B])."""
+        self.eval()
+        lang_key = next((k for k in LANGUAGE_KEYS if k in clip), None)
+        out = self(self.prepare(clip))[-1].float().cpu().numpy()
+        return float(out[0]) if lang_key and isinstance(clip[lang_key], str) else out

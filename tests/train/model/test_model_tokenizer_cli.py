@@ -1,0 +1,43 @@
+"""Tokenizer loading (offline, clear errors) and `gr00t-rlhf model info`."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gr00t_rlhf_train.cli import main
+from gr00t_rlhf_train.model.tokenizer import (EAGLE_TOKENS, TokenizerNotFoundError, build_tiny_tokenizer,
+                                              image_token_id, load_tokenizer)
+
+
+def test_tiny_tokenizer_round_trips_through_a_directory(tmp_path):
+    tok = build_tiny_tokenizer()
+    assert all(t in tok.get_vocab() for t in EAGLE_TOKENS)
+    tok.save_pretrained(tmp_path / "tok")
+    again = load_tokenizer(tmp_path / "tok")
+    assert image_token_id(again) == image_token_id(tok)
+    text = again.apply_chat_template([{"role": "user", "content": "Find Blue cube"}], tokenize=False,
+                                     add_generation_prompt=True)
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_missing_tokenizer_is_a_clear_error(tmp_path):
+    with pytest.raises(TokenizerNotFoundError, match="does not exist"):
+        load_tokenizer(tmp_path / "absent")
+    with pytest.raises(TokenizerNotFoundError, match="Hugging Face cache"):
+        load_tokenizer("nobody-has-this/tokenizer-xyz")
+
+
+def test_model_info_tiny(capsys):
+    assert main(["model", "info", "tiny", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["parameters"]["total"] == info["parameters"]["backbone"] + info["parameters"]["action_head"]
+
+
+def test_model_info_2b_and_checkpoint(capsys, tiny_policy, tmp_path):
+    assert main(["model", "info", "gr00t-n1-2b"]) == 0
+    assert "2,190,016,752" in capsys.readouterr().out
+    tiny_policy.save_pretrained(tmp_path / "ckpt")
+    assert main(["model", "info", str(tmp_path / "ckpt"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "policy" and "float32" in info["checkpoint_dtypes"]
