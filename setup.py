@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 PACKAGE = "gr00t_rlhf_ros"
 
 # executable = node name = module gr00t_rlhf_ros.nodes.<name> = params-file root key
-NODES = ["sim_node", "expert_node", "feedback_node"]
+NODES = ["sim_node", "expert_node", "recorder_node", "feedback_node"]
 
 setup(
     name=PACKAGE,
@@ -30,6 +30,7 @@ setup(
         "console_scripts": [f"{n}={PACKAGE}.nodes.{n}:main" for n in NODES]
         + [
             "gr00t-rlhf=gr00t_rlhf_ros.cli:main",
+            "bag_to_lerobot=gr00t_rlhf_ros.bag_to_lerobot:main",
         ],
     },
 )

@@ -1,6 +1,6 @@
 """``gr00t-rlhf``: one CLI for the product.
 
-ROS commands live here (``drive``; later ``bag2lerobot``); the offline ones (``dataset``,
+ROS commands live here (``drive``, ``bag2lerobot``); the offline ones (``dataset``,
 ``model``, ``train``, ``eval``) come from ``gr00t_rlhf_train.cli`` and work without ROS.
 Nothing here imports rclpy at module level.
 """
@@ -36,6 +36,12 @@ def register(sub) -> None:
     p.add_argument("--task", default=None, help='instruction, e.g. "Find Blue cube"')
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=_drive)
+
+    from gr00t_rlhf_ros import bag_to_lerobot  # rosbags only, no rclpy
+
+    b = sub.add_parser("bag2lerobot", help="convert a rosbag2 recording into a LeRobot dataset",
+                       description=bag_to_lerobot.__doc__.split("\n\n")[0])
+    bag_to_lerobot.build_parser(b)
 
 
 def main(argv: list[str] | None = None) -> int:

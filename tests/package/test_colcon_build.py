@@ -17,7 +17,7 @@ def _console_scripts() -> list[str]:
     tree = ast.parse((REPO / "setup.py").read_text())
     nodes = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
                  and getattr(n.targets[0], "id", None) == "NODES")
-    return [ast.literal_eval(e) for e in nodes.elts] + ["gr00t-rlhf"]
+    return [ast.literal_eval(e) for e in nodes.elts] + ["gr00t-rlhf", "bag_to_lerobot"]
 
 
 @pytest.fixture(scope="module")

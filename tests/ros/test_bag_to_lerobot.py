@@ -1,0 +1,121 @@
+"""rosbag2 -> dataset: same frames as the live recorder logic, both storages, clear errors."""
+import numpy as np
+import pytest
+
+import bag_factory as bf
+from gr00t_rlhf_ros.bag import BagError
+from gr00t_rlhf_ros.bag_to_lerobot import convert, main
+from gr00t_rlhf_ros.contract import load_contract
+from gr00t_rlhf_ros.msgs import UnsupportedEncoding
+from gr00t_rlhf_ros.recording import EpisodeRecorder, RecorderConfig, feed
+from gr00t_rlhf_train.data.reader import LeRobotDataset
+from gr00t_rlhf_train.data.writer import DatasetWriter
+from gr00t_rlhf_train.feedback import BINARY
+
+
+def _live(messages, root, cfg):
+    """What recorder_node does: callbacks push at arrival, a timer polls at 2x fps, services start/stop."""
+    c = load_contract()
+    keys = {c.topic(k).name: k for k in ("camera", "joint_states", "imu", "wheel_commands", "task", "human_feedback")}
+    services = {c.service(f"{k}_episode").name + "/_service_event": k for k in ("start", "stop", "discard")}
+    writer = DatasetWriter.create(root, cfg.fps, bf.SIZE, BINARY)
+    rec = EpisodeRecorder(writer, BINARY, cfg)
+    next_poll = 0.0
+    for t, topic, _, msg in messages:
+        while next_poll < t:  # the timer fires between message arrivals
+            rec.poll(next_poll)
+            next_poll += 0.5 / cfg.fps
+        if topic in services:
+            kind = services[topic]
+            {"start": lambda: rec.start(t), "stop": lambda: rec.stop(t), "discard": rec.discard}[kind]()
+        else:
+            feed(rec, keys[topic], msg, t, topic, c.wheel_joints)
+    return LeRobotDataset(root, warn=False)
+
+
+def _same(a: LeRobotDataset, b: LeRobotDataset):
+    assert a.num_episodes == b.num_episodes
+    for i in range(a.num_episodes):
+        ea, eb = a.episode(i), b.episode(i)
+        assert len(ea) == len(eb) > 0
+        np.testing.assert_array_equal(ea.state, eb.state)
+        np.testing.assert_array_equal(ea.action, eb.action)
+        np.testing.assert_array_equal(ea.times, eb.times)
+        np.testing.assert_array_equal(ea.feedback_keys, eb.feedback_keys)
+        assert ea.task_texts == eb.task_texts
+        for row in (0, len(ea) // 2, len(ea) - 1):
+            np.testing.assert_array_equal(ea.frame(row), eb.frame(row))
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_bag_converts_to_what_the_recorder_writes_live(tmp_path, storage):
+    msgs = bf.recording()
+    bag = bf.write_bag(tmp_path / "bag", msgs, storage)
+    cfg = RecorderConfig(fps=10.0)
+    report = convert(bag, tmp_path / "from_bag", config=cfg, progress=False)
+    assert report.episodes == [0, 1] and report.discarded == 1 and not report.problems, report.summary()
+    converted = LeRobotDataset(tmp_path / "from_bag", warn=False)
+    live = _live(msgs, tmp_path / "live", cfg)
+    _same(converted, live)
+    ep0 = converted.episode(0)
+    assert len(ep0) == 31  # ticks 1.0, 1.1, ... 4.0 s: 3 s at 10 fps, both ends included, none dropped
+    assert ep0.task_texts[0] == "Find Blue cube"
+    # feedback: default (good) until 2.5 s, bad until 3.2 s, then good again
+    assert list(ep0.feedback_keys[:15]) == [1] * 15 and ep0.feedback_keys[16] == 0 and ep0.feedback_keys[-1] == 1
+    assert converted.episode(1).feedback_keys[-1] == 0
+
+
+def test_images_in_the_dataset_are_the_published_ones(tmp_path):
+    msgs = bf.recording(episodes=((1.0, 2.0),), discarded=())
+    report = convert(bf.write_bag(tmp_path / "bag", msgs), tmp_path / "ds", progress=False)
+    ds = LeRobotDataset(tmp_path / "ds", warn=False)
+    ep = ds.episode(report.episodes[0])
+    cam = load_contract().topic("camera").name
+    images = {round(float(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9), 3): m for _, topic, _, m in msgs if topic == cam}
+    t = 1.0 + ep.times[5]                            # tick time; the newest image at or before it
+    expected = max(s for s in images if s <= t + 1e-9)
+    got = ep.frame(5).astype(np.float64)
+    psnr = {s: 10 * np.log10(255 ** 2 / np.mean((got - m.data.reshape(*bf.SIZE, 3)) ** 2)) for s, m in images.items()}
+    assert max(psnr, key=psnr.get) == expected    # the frame is the one published last before the tick
+    assert psnr[expected] > 30, psnr[expected]    # within codec error
+
+
+def test_split_by_gaps_when_there_are_no_service_events(tmp_path):
+    msgs = [m for m in bf.recording() if "_service_event" not in m[1]]
+    msgs = [m for m in msgs if not (4.0 < m[0] < 7.0)]  # a 3 s pause in everything
+    report = convert(bf.write_bag(tmp_path / "bag", msgs), tmp_path / "ds", gap=1.0, progress=False)
+    assert report.episodes == [0, 1], report.summary()
+
+
+def test_bag_without_camera_is_a_clear_error(tmp_path, capsys):
+    msgs = bf.recording()
+    bag = bf.write_bag(tmp_path / "bag", msgs, skip_topics=("/camera/image_raw",))
+    with pytest.raises(BagError, match=r"no camera topic '/camera/image_raw' in the bag.*--topic camera="):
+        convert(bag, tmp_path / "ds", progress=False)
+    assert main([str(bag), str(tmp_path / "ds2"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "no camera topic" in err and "Traceback" not in err
+    assert not (tmp_path / "ds").exists()
+
+
+def test_unknown_image_encoding_is_a_clear_error(tmp_path):
+    bag = bf.write_bag(tmp_path / "bag", bf.recording(encoding="yuv422"))
+    with pytest.raises(UnsupportedEncoding, match=r"/camera/image_raw: image encoding 'yuv422'"):
+        convert(bag, tmp_path / "ds", progress=False)
+
+
+def test_renamed_topics(tmp_path):
+    msgs = [(t, "/front/rgb" if topic == "/camera/image_raw" else topic, ty, m) for t, topic, ty, m in bf.recording()]
+    bag = bf.write_bag(tmp_path / "bag", msgs)
+    report = convert(bag, tmp_path / "ds", topics={"camera": "/front/rgb"}, progress=False)
+    assert len(report.episodes) == 2
+
+
+def test_existing_dataset_needs_append(tmp_path):
+    bag = bf.write_bag(tmp_path / "bag", bf.recording())
+    convert(bag, tmp_path / "ds", progress=False)
+    with pytest.raises(Exception, match="--append"):
+        convert(bag, tmp_path / "ds", progress=False)
+    report = convert(bag, tmp_path / "ds", append=True, progress=False)
+    assert report.episodes == [2, 3]
+    assert LeRobotDataset(tmp_path / "ds", warn=False).num_episodes == 4
