@@ -49,7 +49,8 @@ class NodeProcess:
     _log_file: object = field(repr=False, default=None)
 
     def log(self) -> str:
-        self._log_file.flush()
+        if not self._log_file.closed:
+            self._log_file.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:

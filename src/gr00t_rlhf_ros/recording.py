@@ -122,6 +122,10 @@ class EpisodeRecorder:
     def recording(self) -> bool:
         return self._episode is not None
 
+    def silent_sensors(self, now: float, within: float = 1.0) -> list[str]:
+        """Sensors with no message stamped in the last ``within`` seconds before ``now``."""
+        return [s for s in SENSORS if s not in self._latest or now - self._latest[s][0] > within]
+
     def start(self, now: float) -> None:
         if self._episode is not None:
             raise RecorderError("an episode is already being recorded; stop or discard it first")

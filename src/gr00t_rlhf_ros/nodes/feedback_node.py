@@ -69,8 +69,10 @@ class FeedbackNode(Node):
 
     def _report(self, kind, future):
         resp = future.result()
-        log = self.get_logger().info if resp.success else self.get_logger().error
-        log(f"{kind} episode: {resp.message}")
+        if resp.success:  # one call site per severity (rclpy requires it)
+            self.get_logger().info(f"{kind} episode: {resp.message}")
+        else:
+            self.get_logger().error(f"{kind} episode: {resp.message}")
 
 
 def _read_input(node: FeedbackNode) -> None:

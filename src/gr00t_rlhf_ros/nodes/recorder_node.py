@@ -8,6 +8,7 @@ committed, so Ctrl-C never loses what was recorded.
 """
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -72,6 +73,8 @@ class RecorderNode(Node):
             # (bag_to_lerobot --split services reads them back)
             srv.configure_introspection(self.get_clock(), profile(c.qos["events"]), ServiceIntrospectionState.METADATA)
         self.create_timer(0.5 / cfg.fps, self._poll, callback_group=control)
+        if (self.root / "meta" / "info.json").is_file():
+            self._open_writer()  # now, so a crash left over from last time is dealt with and reported at once
         self.get_logger().info(f"recording into {self.root.resolve()} at {cfg.fps:g} fps; call "
                                f"{c.service('start_episode').name} to start an episode")
 
@@ -113,6 +116,13 @@ class RecorderNode(Node):
             if (self.root / "meta" / "info.json").is_file():
                 self.writer = DatasetWriter.resume(self.root)
                 self.get_logger().info(f"appending to {self.root} ({self.writer.num_episodes} episodes)")
+                rep = self.writer.resume_report
+                for idx, n in rep.recovered.items():
+                    self.get_logger().warning(f"recovered episode {idx} ({n} frames) left by a crash")
+                for idx in rep.rolled_forward:
+                    self.get_logger().warning(f"finished committing episode {idx} interrupted by a crash")
+                for stage, why in rep.discarded.items():
+                    self.get_logger().warning(f"discarded unfinished {stage}: {why}")
             else:
                 image = self.recorder.latest_image()
                 if image is None:
@@ -126,6 +136,10 @@ class RecorderNode(Node):
     def _start(self, request, response):
         with self.lock:
             try:
+                silent = self.recorder.silent_sensors(self._now())
+                if silent:
+                    names = ", ".join(self.contract.topic(k).name for k in silent)
+                    raise RecorderError(f"no recent messages on {names}: is the robot (or sim_node) running?")
                 self._open_writer()
                 if not self.recorder.current_task:
                     raise RecorderError(f"no task: publish one on {self.contract.topic('task').name} "
@@ -134,7 +148,7 @@ class RecorderNode(Node):
                 response.success, response.message = True, f"episode {self.writer.num_episodes} started"
             except (RecorderError, DatasetError, OSError, ValueError) as e:
                 response.success, response.message = False, str(e)
-        (self.get_logger().info if response.success else self.get_logger().error)(response.message)
+        self._log_reply(response)
         return response
 
     def _stop(self, request, response):
@@ -146,7 +160,7 @@ class RecorderNode(Node):
                 response.message = f"episode {index} saved: {counts.emitted} frames ({counts.summary()})"
             except (RecorderError, DatasetError, OSError) as e:
                 response.success, response.message = False, str(e)
-        (self.get_logger().info if response.success else self.get_logger().error)(response.message)
+        self._log_reply(response)
         return response
 
     def _discard(self, request, response):
@@ -156,8 +170,15 @@ class RecorderNode(Node):
                 response.success, response.message = True, "episode discarded"
             except RecorderError as e:
                 response.success, response.message = False, str(e)
-        self.get_logger().info(response.message)
+        self._log_reply(response)
         return response
+
+    def _log_reply(self, response) -> None:
+        # one call site per severity: rclpy refuses a call site whose severity changes
+        if response.success:
+            self.get_logger().info(response.message)
+        else:
+            self.get_logger().error(response.message)
 
     def close(self) -> None:
         """Commit an open episode (never lose what was recorded)."""
@@ -172,18 +193,21 @@ class RecorderNode(Node):
 
 def main(args=None):
     rclpy.init(args=args)
-    node = None
     try:
         node = RecorderNode()
+    except (DatasetError, ValueError, OSError) as e:  # bad parameters or an unusable dataset
+        print(f"[recorder_node] error: {e}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        sys.exit(1)
+    try:
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
+        node.close()
+        node.destroy_node()
         rclpy.try_shutdown()
 
 
