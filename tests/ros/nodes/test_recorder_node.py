@@ -92,6 +92,7 @@ def test_records_episodes_with_feedback_and_discard(start_node, ros_node, tmp_pa
     dataset = tmp_path / "ds"
     recorder = _start_graph(start_node, dataset)
     frames = _camera_log(ros_node)
+    wait_until(lambda: len(frames) > 5, 30, "camera frames at the probe")  # it sees every frame from here on
     op = _ready(recorder, ros_node)
     time.sleep(2.0)
     op.feedback(0)
