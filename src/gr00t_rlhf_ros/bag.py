@@ -122,6 +122,15 @@ class BagReader:
                                f"{t_ns * 1e-9:.3f} s: {e}") from None
             yield BagMessage(conn.topic, t_ns * 1e-9, msg)
 
+    def log_times(self, topic: str) -> list[float]:
+        """Log times (s) of the messages on ``topic``, without deserializing them."""
+        return [t_ns * 1e-9 for _, t_ns, _ in self._raw([topic])]
+
+    @property
+    def span(self) -> tuple[float, float]:
+        """(first, last) log time in the bag, seconds."""
+        return self._reader.start_time * 1e-9, self._reader.end_time * 1e-9
+
     def service_events(self, topics: list[str]) -> Iterator[tuple[str, float, int]]:
         """(topic, log time, event_type) of service-event messages on ``topics``."""
         for conn, t_ns, raw in self._raw(topics):

@@ -77,7 +77,7 @@ def _topic_events(reader: BagReader, topic: str) -> list[tuple[float, str]]:
 
 
 def _gap_events(reader: BagReader, camera: str, gap: float) -> list[tuple[float, str]]:
-    times = [m.log_time for m in reader.messages([camera])]
+    times = reader.log_times(camera)
     if not times:
         return []
     out = [(times[0], "start")]
@@ -124,7 +124,8 @@ def convert(bag: str | Path, output: str | Path, *, contract: Contract | None = 
         elif split == "gap":
             events = _gap_events(reader, names["camera"], gap)
         else:
-            events = _gap_events(reader, names["camera"], float("inf"))
+            first, last = reader.span
+            events = [(first, "start"), (last, "stop")]
 
         out = Path(output)
         if (out / "meta" / "info.json").is_file():

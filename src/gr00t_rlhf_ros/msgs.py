@@ -44,7 +44,8 @@ def image_to_rgb(height: int, width: int, encoding: str, step: int, data, topic:
     if enc not in _CHANNELS:
         return _via_cv_bridge(height, width, encoding, step, data, topic)
     c = _CHANNELS[enc]
-    buf = np.frombuffer(bytes(data) if not isinstance(data, np.ndarray) else data.tobytes(), dtype=np.uint8)
+    # a view, no copy: works for bytes, rclpy's array('B') and rosbags' uint8 ndarray
+    buf = data.reshape(-1).view(np.uint8) if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
     if step < width * c or buf.size < step * height:
         raise ValueError(
             f"{topic}: image data too short: {buf.size} bytes for {height}x{width} {encoding} with step {step}"

@@ -12,6 +12,8 @@ access continues the running decoder instead of seeking; random access seeks to 
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from collections import OrderedDict
 from fractions import Fraction
 from pathlib import Path
@@ -38,10 +40,15 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class VideoEncoder:
-    """Encode uint8 RGB frames [H, W, 3] one at a time into an H.264 fragmented MP4."""
+    """Encode uint8 RGB frames [H, W, 3] one at a time into an H.264 fragmented MP4.
+
+    Encoding runs on a worker thread (PyAV releases the GIL while encoding), so the caller (a
+    ROS callback, a bag reader) goes on while the previous frames are compressed. At most
+    ``queue_frames`` frames wait; an error of the worker is raised by the next ``add``/``close``.
+    """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], crf: int = 20,
-                 preset: str = "veryfast", gop_seconds: float = 1.0):
+                 preset: str = "ultrafast", gop_seconds: float = 1.0, queue_frames: int = 4):
         self.path = Path(path)
         self.height, self.width = int(size[0]), int(size[1])
         if self.height % 2 or self.width % 2 or self.height <= 0 or self.width <= 0:
@@ -60,6 +67,35 @@ class VideoEncoder:
             self._stream = s
         except OSError as e:
             raise DatasetWriteError(self.path, None, f"cannot create video: {e}", getattr(e, "errno", None)) from e
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_frames))
+        self._error: BaseException | None = None
+        self._worker = threading.Thread(target=self._work, name=f"encode {self.path.name}", daemon=True)
+        self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue  # drain after a failure; the caller sees the error
+            image, pts = item
+            try:
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts, frame.time_base = pts, _TIME_BASE
+                self._mux(self._stream.encode(frame))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller thread
+                self._error = e
+
+    def _raise_worker_error(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def _finish_worker(self) -> None:
+        if self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join()
 
     def add(self, image: np.ndarray, t: float) -> None:
         """Encode ``image`` (uint8 [H, W, 3] RGB) shown at ``t`` seconds from the video start."""
@@ -69,9 +105,8 @@ class VideoEncoder:
         pts = round(t / _TIME_BASE)
         if pts <= self._last_pts:
             raise ValueError(f"{self.path}: frame time {t:.4f}s is not after the previous frame")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame.pts, frame.time_base = pts, _TIME_BASE
-        self._mux(self._stream.encode(frame))
+        self._raise_worker_error()
+        self._queue.put((np.array(image, copy=True, order="C"), pts))  # a copy: the caller may reuse its buffer
         self._last_pts = pts
         self.frames += 1
 
@@ -79,7 +114,9 @@ class VideoEncoder:
         """Flush the encoder and finish the file."""
         if self._container is None:
             return
+        self._finish_worker()
         try:
+            self._raise_worker_error()
             self._mux(self._stream.encode(None))
             self._container.close()
         except OSError as e:
@@ -89,6 +126,9 @@ class VideoEncoder:
 
     def abort(self) -> None:
         """Close without caring about errors (the file is about to be deleted)."""
+        self._error = Exception("aborted")  # the worker drops what is still queued
+        self._finish_worker()
+        self._error = None
         if self._container is not None:
             try:
                 self._container.close()

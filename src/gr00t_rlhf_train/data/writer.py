@@ -94,7 +94,7 @@ class DatasetWriter:
     # ---- opening -----------------------------------------------------------------------------
     @classmethod
     def create(cls, root: str | Path, fps: float, image_size: tuple[int, int], vocabulary: dict[int, str] | FeedbackVocabulary,
-               robot_type: str = "two_wheel", chunks_size: int = 1000, crf: int = 20, preset: str = "veryfast") -> "DatasetWriter":
+               robot_type: str = "two_wheel", chunks_size: int = 1000, crf: int = 20, preset: str = "ultrafast") -> "DatasetWriter":
         """A new, empty dataset at ``root`` (which must not exist or be empty)."""
         root = Path(root)
         if root.exists() and any(root.iterdir()):
@@ -118,7 +118,7 @@ class DatasetWriter:
         return w
 
     @classmethod
-    def resume(cls, root: str | Path, crf: int = 20, preset: str = "veryfast") -> "DatasetWriter":
+    def resume(cls, root: str | Path, crf: int = 20, preset: str = "ultrafast") -> "DatasetWriter":
         """Open an existing dataset for appending; finish or recover what a crash left in .staging."""
         from gr00t_rlhf_train.data.reader import LeRobotDataset  # the reader validates what exists
 
