@@ -76,6 +76,8 @@ class EpisodeRecorder:
         self._episode = None
         self._t0 = 0.0
         self.frames_in_episode = 0
+        self.images_in_episode: set[float] = set()   # stamps of the distinct images written
+        self.received: dict[str, int] = {}            # messages per source since the episode start
         self.last_counts = None
 
     # ---- inputs (stamp: seconds; values already decoded) -------------------------------------
@@ -105,6 +107,7 @@ class EpisodeRecorder:
         self._latest[source] = (stamp, value)
         if self._aligner is not None:
             self._aligner.push(source, stamp, value)
+            self.received[source] = self.received.get(source, 0) + 1
 
     # ---- episode control -----------------------------------------------------------------------
     @property
@@ -141,6 +144,8 @@ class EpisodeRecorder:
         self._episode = self.writer.start_episode(self._task)
         self._t0 = now
         self.frames_in_episode = 0
+        self.images_in_episode = set()
+        self.received = {}
 
     def poll(self, now: float) -> int:
         """Write every tick that is due at clock ``now``; returns the number of frames written."""
@@ -191,6 +196,7 @@ class EpisodeRecorder:
                 task=f["task"],
             )
             self.frames_in_episode += 1
+            self.images_in_episode.add(f.stamps["camera"])
         return len(frames)
 
 

@@ -157,7 +157,9 @@ class RecorderNode(Node):
                 index = self.recorder.stop(self._now())
                 counts = self.recorder.counts
                 response.success = True
-                response.message = f"episode {index} saved: {counts.emitted} frames ({counts.summary()})"
+                response.message = (f"episode {index} saved: {counts.emitted} frames ({counts.summary()}); "
+                                    f"{len(self.recorder.images_in_episode)} distinct images of "
+                                    f"{self.recorder.received.get('camera', 0)} received")
             except (RecorderError, DatasetError, OSError) as e:
                 response.success, response.message = False, str(e)
         self._log_reply(response)
