@@ -131,9 +131,10 @@ def convert(bag: str | Path, output: str | Path, *, contract: Contract | None = 
         if (out / "meta" / "info.json").is_file():
             if not append:
                 raise DatasetError(out, None, "already holds a dataset; pass --append to add episodes to it")
-            writer = DatasetWriter.resume(out)
-        else:
-            writer = DatasetWriter.create(out, config.fps, image.shape[:2], vocab, robot_type=contract.robot_type)
+            writer = DatasetWriter.resume(out, low_latency=False)
+        else:  # offline: x264 frame threads (no crash-latency concern, the bag stays the source)
+            writer = DatasetWriter.create(out, config.fps, image.shape[:2], vocab, robot_type=contract.robot_type,
+                                          low_latency=False)
         if not task and names["task"] in reader.topics:  # /task is latched: its first message holds from the start
             task = next((str(m.msg.data) for m in reader.messages([names["task"]])), "")
         recorder = EpisodeRecorder(writer, vocab, config, task)

@@ -43,8 +43,9 @@ def _same(a: LeRobotDataset, b: LeRobotDataset):
         np.testing.assert_array_equal(ea.times, eb.times)
         np.testing.assert_array_equal(ea.feedback_keys, eb.feedback_keys)
         assert ea.task_texts == eb.task_texts
-        for row in (0, len(ea) // 2, len(ea) - 1):
-            np.testing.assert_array_equal(ea.frame(row), eb.frame(row))
+        for row in (0, len(ea) // 2, len(ea) - 1):  # same images; the two encoders' settings differ
+            diff = ea.frame(row).astype(np.float64) - eb.frame(row)
+            assert 10 * np.log10(255 ** 2 / max(np.mean(diff ** 2), 1e-12)) > 40
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])

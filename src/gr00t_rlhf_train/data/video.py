@@ -45,10 +45,15 @@ class VideoEncoder:
     Encoding runs on a worker thread (PyAV releases the GIL while encoding), so the caller (a
     ROS callback, a bag reader) goes on while the previous frames are compressed. At most
     ``queue_frames`` frames wait; an error of the worker is raised by the next ``add``/``close``.
+
+    ``low_latency=True`` (live recording): x264 ``zerolatency``, so every frame reaches the file at
+    once and a crash loses at most the queued frames. ``False`` (offline conversion): x264 frame
+    threads on every core, ~1.6x the throughput, frames leave the encoder a few frames late.
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], crf: int = 20,
-                 preset: str = "ultrafast", gop_seconds: float = 1.0, queue_frames: int = 4):
+                 preset: str = "ultrafast", gop_seconds: float = 1.0, queue_frames: int = 4,
+                 low_latency: bool = True):
         self.path = Path(path)
         self.height, self.width = int(size[0]), int(size[1])
         if self.height % 2 or self.width % 2 or self.height <= 0 or self.width <= 0:
@@ -63,7 +68,8 @@ class VideoEncoder:
             s.time_base = _TIME_BASE
             s.codec_context.time_base = _TIME_BASE
             s.codec_context.gop_size = max(1, round(fps * gop_seconds))
-            s.options = {"preset": preset, "tune": "zerolatency", "crf": str(crf)}
+            s.options = {"preset": preset, "crf": str(crf),
+                         **({"tune": "zerolatency"} if low_latency else {"x264-params": "sliced-threads=0:threads=0"})}
             self._stream = s
         except OSError as e:
             raise DatasetWriteError(self.path, None, f"cannot create video: {e}", getattr(e, "errno", None)) from e

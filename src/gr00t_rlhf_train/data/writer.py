@@ -82,9 +82,10 @@ class DatasetWriter:
     """Appends episodes to a dataset; one episode is recorded at a time."""
 
     def __init__(self, root: Path, info: dict, episodes: list[dict], tasks: list[str], vocabulary: FeedbackVocabulary,
-                 columns: dict[str, list[np.ndarray]], crf: int, preset: str):
+                 columns: dict[str, list[np.ndarray]], crf: int, preset: str, low_latency: bool = True):
         self.root, self.info, self.episodes, self.tasks = root, info, episodes, tasks
         self.vocabulary, self._columns, self.crf, self.preset = vocabulary, columns, crf, preset
+        self.low_latency = low_latency  # see VideoEncoder: True live, False for offline conversion
         self.fps = float(info["fps"])
         self.image_size = tuple(info["features"][F.EGO_VIEW]["shape"][:2])
         self.chunks_size = int(info["chunks_size"])
@@ -94,7 +95,7 @@ class DatasetWriter:
     # ---- opening -----------------------------------------------------------------------------
     @classmethod
     def create(cls, root: str | Path, fps: float, image_size: tuple[int, int], vocabulary: dict[int, str] | FeedbackVocabulary,
-               robot_type: str = "two_wheel", chunks_size: int = 1000, crf: int = 20, preset: str = "ultrafast") -> "DatasetWriter":
+               robot_type: str = "two_wheel", chunks_size: int = 1000, crf: int = 20, preset: str = "ultrafast", low_latency: bool = True) -> "DatasetWriter":
         """A new, empty dataset at ``root`` (which must not exist or be empty)."""
         root = Path(root)
         if root.exists() and any(root.iterdir()):
@@ -111,14 +112,15 @@ class DatasetWriter:
         except OSError as e:
             raise DatasetWriteError(root, None, f"cannot create ({e.strerror or e})", e.errno) from e
         w = cls(root, _info(fps, (int(image_size[0]), int(image_size[1])), robot_type, chunks_size), [], [], voc,
-                {k: [] for k in F.STATS_KEYS}, crf, preset)
+                {k: [] for k in F.STATS_KEYS}, crf, preset, low_latency)
         write_json_atomic(root / F.MODALITY, _modality())
         write_jsonl_atomic(root / F.REWARDS, voc.to_jsonl_rows())
         w._write_meta()
         return w
 
     @classmethod
-    def resume(cls, root: str | Path, crf: int = 20, preset: str = "ultrafast") -> "DatasetWriter":
+    def resume(cls, root: str | Path, crf: int = 20, preset: str = "ultrafast",
+               low_latency: bool = True) -> "DatasetWriter":
         """Open an existing dataset for appending; finish or recover what a crash left in .staging."""
         from gr00t_rlhf_train.data.reader import LeRobotDataset  # the reader validates what exists
 
@@ -134,7 +136,7 @@ class DatasetWriter:
             for ep in ds.load_all():
                 for k, v in _stat_columns(ep.state, ep.action, ep.times, ep.reward, ep.feedback_keys, ep.task_indices).items():
                     columns[k].append(v)
-        w = cls(root, info, episodes, tasks, voc, columns, crf, preset)
+        w = cls(root, info, episodes, tasks, voc, columns, crf, preset, low_latency)
         w._settle_staging()
         w._write_meta()
         return w
@@ -305,7 +307,8 @@ class EpisodeWriter:
             raise DatasetWriteError(self.stage, None, f"cannot create ({e.strerror or e})", e.errno) from e
         write_json_atomic(self.stage / "episode.json", {"episode_index": index, "task": task, "started": time.time()})
         self._rows = S.RowLog(self.stage / S.ROWS)
-        self._video = VideoEncoder(self.stage / S.VIDEO, writer.fps, writer.image_size, crf=writer.crf, preset=writer.preset)
+        self._video = VideoEncoder(self.stage / S.VIDEO, writer.fps, writer.image_size, crf=writer.crf, preset=writer.preset,
+                                  low_latency=writer.low_latency)
 
     def __len__(self) -> int:
         return self.frames
