@@ -3,6 +3,7 @@
     ros2 launch gr00t_rlhf_ros drive.launch.py                 # MuJoCo sim + scripted expert
     ros2 launch gr00t_rlhf_ros drive.launch.py sim:=false driver:=none
     ros2 launch gr00t_rlhf_ros drive.launch.py seed:=3 task:="Find Blue cube"
+    ros2 launch gr00t_rlhf_ros drive.launch.py record:=$HOME/datasets/run1   # + recorder_node
 
 The node list comes from gr00t_rlhf_ros.graph.drive_graph, the same description that
 `gr00t-rlhf drive` runs without a ROS install.
@@ -21,6 +22,10 @@ ARGUMENTS = [
                           description="who publishes /wheel_commands: expert (sim only) or none"),
     DeclareLaunchArgument("seed", default_value="", description="arena layout seed (empty: sim.yaml)"),
     DeclareLaunchArgument("task", default_value="", description='instruction, e.g. "Find Blue cube"'),
+    DeclareLaunchArgument("record", default_value="",
+                          description="dataset directory: also start recorder_node (empty: no recorder)"),
+    DeclareLaunchArgument("vocabulary", default_value="binary",
+                          description="the recorder's feedback vocabulary: binary, score or a rewards.jsonl"),
 ]
 
 
@@ -33,6 +38,8 @@ def _nodes(context):
         driver=arg("driver"),
         seed=int(arg("seed")) if arg("seed") else None,
         task=arg("task") or None,
+        record=arg("record") or None,
+        vocabulary=arg("vocabulary"),
     )
     actions = []
     for spec in drive_graph(opts):

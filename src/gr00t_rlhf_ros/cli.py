@@ -16,7 +16,8 @@ def _drive(args) -> int:
     from gr00t_rlhf_ros.launcher import run_graph
 
     try:
-        opts = DriveOptions(sim=args.sim, driver=args.driver, seed=args.seed, task=args.task)
+        opts = DriveOptions(sim=args.sim, driver=args.driver, seed=args.seed, task=args.task,
+                            record=args.record, vocabulary=args.vocabulary)
     except ValueError as e:
         print(f"gr00t-rlhf drive: {e}", file=sys.stderr)
         return 2
@@ -34,6 +35,9 @@ def register(sub) -> None:
                    help="who publishes /wheel_commands (default: the scripted expert)")
     p.add_argument("--seed", type=int, default=None, help="arena layout seed")
     p.add_argument("--task", default=None, help='instruction, e.g. "Find Blue cube"')
+    p.add_argument("--record", default=None, metavar="DATASET",
+                   help="also start recorder_node writing into DATASET (start/stop episodes with feedback_node)")
+    p.add_argument("--vocabulary", default="binary", help="the recorder's feedback vocabulary: binary, score or a file")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=_drive)
 

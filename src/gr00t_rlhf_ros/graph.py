@@ -27,6 +27,8 @@ class DriveOptions:
     driver: str = "expert"                # who publishes /wheel_commands: "expert" (sim only) or "none"
     seed: int | None = None               # sim layout seed (None: params file default)
     task: str | None = None               # instruction published on /task
+    record: str | None = None             # dataset directory: also start recorder_node
+    vocabulary: str = "binary"            # the recorder's feedback vocabulary
 
     def __post_init__(self):
         if self.driver not in DRIVERS:
@@ -50,4 +52,10 @@ def drive_graph(opts: DriveOptions) -> list[NodeSpec]:
         nodes.append(NodeSpec("sim_node", "sim.yaml", params))
     if opts.driver == "expert":
         nodes.append(NodeSpec("expert_node", "expert.yaml"))
+    if opts.record:
+        params = {"dataset": opts.record, "vocabulary": opts.vocabulary}
+        if opts.task is not None:
+            params["task"] = opts.task
+        # not required: the robot may drive on without it (it commits its episode when it stops)
+        nodes.append(NodeSpec("recorder_node", "recorder.yaml", params, required=False))
     return nodes

@@ -80,6 +80,7 @@ class Launcher:
         self._stop = threading.Event()
         self._print_lock = threading.Lock()
         self.failed: list[str] = []
+        self._reported: set[str] = set()
 
     def _say(self, name: str, line: str) -> None:
         with self._print_lock:
@@ -113,8 +114,17 @@ class Launcher:
                 self._say("drive", f"duration of {duration:g} s reached")
                 break
             exited = [c for c in self.children if c.proc.poll() is not None]
+            for c in exited:
+                if not c.spec.required and c.spec.executable not in self._reported:
+                    self._reported.add(c.spec.executable)
+                    self._say("drive", f"{c.spec.executable} exited with code {c.proc.returncode} "
+                                       "(not required: the others go on)")
+                    if c.proc.returncode != 0:
+                        self.failed.append(c.spec.executable)
             if any(c.spec.required for c in exited):
                 for c in exited:
+                    if c.spec.executable in self._reported:
+                        continue
                     self._say("drive", f"{c.spec.executable} exited with code {c.proc.returncode}")
                     if c.proc.returncode != 0:
                         self.failed.append(c.spec.executable)

@@ -24,3 +24,10 @@ def test_expert_without_sim_is_refused_naming_the_option():
     with pytest.raises(ValueError, match="driver: 'joystick'"):
         DriveOptions(driver="joystick")
     assert drive_graph(DriveOptions(sim=False, driver="none")) == []
+
+
+def test_record_adds_a_non_required_recorder_with_the_task():
+    nodes = drive_graph(DriveOptions(record="/tmp/ds", task="Find Blue cube", vocabulary="score"))
+    rec = nodes[-1]
+    assert rec.executable == "recorder_node" and not rec.required
+    assert rec.parameters == {"dataset": "/tmp/ds", "vocabulary": "score", "task": "Find Blue cube"}
