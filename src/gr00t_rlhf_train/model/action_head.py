@@ -115,20 +115,26 @@ class FlowMatchingActionHead(nn.Module):
         mask = action_mask.to(pred.dtype)
         return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp_min(1)
 
+    def initial_noise(self, batch: int, device: torch.device, dtype: torch.dtype,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """The Gaussian start of the flow, [B, T, A]: drawn in float32 on the generator's device, then cast."""
+        c = self.config
+        shape = (batch, c.action_horizon, c.action_dim)
+        x = torch.randn(shape, generator=generator, device=generator.device if generator else device,
+                        dtype=torch.float32)
+        return x.to(device=device, dtype=dtype)                                            # [B, T, A]
+
     @torch.no_grad()
     def sample(self, features: torch.Tensor, features_mask: torch.Tensor, state: torch.Tensor,
                embodiment_id: torch.Tensor, num_steps: int | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Euler-integrate the flow from Gaussian noise -> normalised actions [B, T, A]."""
+               generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Euler-integrate the flow from Gaussian noise (``noise`` [B, T, A], else drawn) -> normalised actions [B, T, A]."""
         c = self.config
         steps = num_steps or c.num_inference_steps
         b = features.shape[0]
-        shape = (b, c.action_horizon, c.action_dim)
-        x = torch.randn(shape, generator=generator, device=generator.device if generator else features.device,
-                        dtype=torch.float32).to(device=features.device, dtype=features.dtype)  # [B, T, A]
+        x = noise if noise is not None else self.initial_noise(b, features.device, features.dtype, generator)
         dt = 1.0 / steps
         for k in range(steps):
             t_bucket = torch.full((b,), int(k / steps * c.num_timestep_buckets), device=x.device, dtype=torch.long)
             x = x + dt * self.velocity(features, features_mask, state, x, t_bucket, embodiment_id)  # [B, T, A]
         return x
-

@@ -15,6 +15,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaModel, SiglipVisionConfig, SiglipVisionModel
 
 from .configuration import BackboneConfig
+from .cuda_graph import capturing
 
 
 def pixel_shuffle(x: torch.Tensor) -> torch.Tensor:
@@ -103,20 +104,40 @@ class EagleBackbone(nn.Module):
         self.image_token_id = image_token_id  # id of <IMG_CONTEXT>; set from the tokenizer
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                pixel_values: torch.Tensor) -> torch.Tensor:
+                pixel_values: torch.Tensor, graph_safe: bool = False) -> torch.Tensor:
         """input_ids, attention_mask [B, L]; pixel_values [N, 3, S, S] (all images of the batch,
-        in prompt order) -> backbone_features [B, L, project_to_dim]."""
+        in prompt order) -> backbone_features [B, L, project_to_dim].
+
+        ``graph_safe=True`` (the CUDA-graph path) gives the LLM a ready 4-D mask
+        (``causal_padding_mask``) instead of the 2-D one, which transformers reads on the host to
+        pick a kernel. The image-slot count check (a host read) is skipped while a CUDA graph is
+        being captured; the eager warm-up before each capture runs it.
+        """
         if self.image_token_id is None:
             raise RuntimeError("EagleBackbone.image_token_id is not set: load the tokenizer (it defines <IMG_CONTEXT>)")
         embeds = self.model.language_model.model.embed_tokens(input_ids)       # [B, L, D_llm]
         images = self.model.image_tokens(pixel_values.to(embeds.dtype))        # [N, T, D_llm]
         slots = input_ids == self.image_token_id                               # [B, L]
-        n_slots, n_tokens = int(slots.sum()), images.shape[0] * images.shape[1]
-        if n_slots != n_tokens:
-            raise ValueError(f"the prompts hold {n_slots} <IMG_CONTEXT> tokens but the {images.shape[0]} images give "
-                             f"{n_tokens} image tokens ({images.shape[1]} each)")
+        if not capturing():
+            n_slots, n_tokens = int(slots.sum()), images.shape[0] * images.shape[1]
+            if n_slots != n_tokens:
+                raise ValueError(f"the prompts hold {n_slots} <IMG_CONTEXT> tokens but the {images.shape[0]} images "
+                                 f"give {n_tokens} image tokens ({images.shape[1]} each)")
         embeds = embeds.masked_scatter(slots.unsqueeze(-1), images.reshape(-1, images.shape[-1]))
+        mask = causal_padding_mask(attention_mask) if graph_safe else attention_mask
         hidden = self.model.language_model.model(
-            inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False,
+            inputs_embeds=embeds, attention_mask=mask, use_cache=False,
         ).last_hidden_state                                                     # [B, L, D_llm]
         return self.linear(hidden)                                              # [B, L, project_to_dim]
+
+
+def causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Padding mask [B, L] (1 = token) -> boolean SDPA mask [B, 1, L, L] (True = attend), causal.
+
+    A query row with no visible key (left padding) attends to every key instead, as transformers
+    does, so SDPA never returns NaN; such rows are padding and masked downstream anyway.
+    """
+    length = attention_mask.shape[-1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=attention_mask.device).tril()  # [L, L]
+    mask = causal[None, None] & attention_mask.bool()[:, None, None, :]                          # [B, 1, L, L]
+    return mask | ~mask.any(dim=-1, keepdim=True)                                                # [B, 1, L, L]

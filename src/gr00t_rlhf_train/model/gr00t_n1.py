@@ -31,9 +31,9 @@ class Gr00tN1(nn.Module):
     def image_token_id(self, value: int) -> None:
         self.backbone.image_token_id = value
 
-    def features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(self, batch: dict, graph_safe: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """-> backbone_features [B, L, D], attention mask [B, L]."""
-        feats = self.backbone(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+        feats = self.backbone(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], graph_safe)
         return feats, batch["attention_mask"]
 
     def loss(self, batch: dict) -> torch.Tensor:
@@ -43,12 +43,16 @@ class Gr00tN1(nn.Module):
                                      batch["action_mask"], batch["embodiment_id"])
 
     @torch.no_grad()
-    def sample_actions(self, batch: dict, num_steps: int | None = None,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """-> normalised, padded action chunk [B, horizon, action_dim]."""
-        feats, mask = self.features(batch)
+    def sample_actions(self, batch: dict, num_steps: int | None = None, generator: torch.Generator | None = None,
+                       noise: torch.Tensor | None = None, graph_safe: bool = False) -> torch.Tensor:
+        """-> normalised, padded action chunk [B, horizon, action_dim].
+
+        ``noise`` [B, horizon, action_dim] is the flow's start (else drawn with ``generator``);
+        ``graph_safe`` runs the backbone without host reads (see ``EagleBackbone.forward``).
+        """
+        feats, mask = self.features(batch, graph_safe)
         return self.action_head.sample(feats, mask, batch["state"].to(feats.dtype), batch["embodiment_id"],
-                                       num_steps=num_steps, generator=generator)
+                                       num_steps=num_steps, generator=generator, noise=noise)
 
 
 def parameter_counts(model: nn.Module) -> "OrderedDict[str, int]":

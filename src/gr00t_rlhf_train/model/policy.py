@@ -2,6 +2,7 @@
 
     policy = Gr00tPolicy.from_pretrained("runs/sft/checkpoint-2000")   # or an official directory
     chunk = policy.get_action(obs, seed=0)      # {"action.wheel_commands": array [16, 2]}
+    policy.use_cuda_graphs()                    # opt-in fast path on a GPU (see cuda_graph.py)
 
 The network, the processor (image size, prompt format, normalisation statistics, modality keys)
 and the tokenizer all come from the checkpoint, so nothing has to be configured by hand.
@@ -14,9 +15,14 @@ import numpy as np
 import torch
 
 from .configuration import ModelConfig, preset
+from .cuda_graph import GraphedFunction, weights_guard
 from .gr00t_n1 import Gr00tN1
 from .processor import LANGUAGE_KEYS, Gr00tProcessor, ModalityConfig
 from .tokenizer import image_token_id, load_tokenizer
+
+
+# the tensors of a processor batch that inference reads
+GRAPH_KEYS = ("input_ids", "attention_mask", "pixel_values", "state", "embodiment_id")
 
 
 def default_stats(modality: ModalityConfig, max_wheel_speed: float = 5.0) -> dict:
@@ -35,6 +41,7 @@ class Gr00tPolicy:
         self.model = model
         self.processor = processor
         self.feedback_vocabulary = feedback_vocabulary or {}
+        self._graphed: GraphedFunction | None = None
 
     @property
     def config(self) -> ModelConfig:
@@ -77,7 +84,21 @@ class Gr00tPolicy:
 
     def to(self, device=None, dtype=None) -> "Gr00tPolicy":
         self.model.to(device=device, dtype=dtype)
+        if self._graphed is not None:
+            self._graphed.reset()
         return self
+
+    def use_cuda_graphs(self, enabled: bool = True, warmup: int = 2) -> "Gr00tPolicy":
+        """Opt in (or out) of the fast path: ``get_action`` / ``sample_actions`` replay a CUDA graph of the
+        backbone and the whole denoising loop, captured on the first call of each batch shape, prompt
+        length and step count (``warmup`` eager calls, then the capture). Same outputs as eager within
+        floating-point rounding; on a CPU the eager code runs. Memory: each graph keeps its activations."""
+        self._graphed = GraphedFunction(self._graph_body, warmup=warmup) if enabled else None
+        return self
+
+    def _graph_body(self, inputs: dict[str, torch.Tensor], num_steps: int) -> torch.Tensor:
+        batch = {k: v for k, v in inputs.items() if k != "noise"}
+        return self.model.sample_actions(batch, num_steps=num_steps, noise=inputs["noise"], graph_safe=True)
 
     def prepare(self, observation: dict) -> dict[str, torch.Tensor]:
         batch = self.processor(observation)
@@ -86,6 +107,21 @@ class Gr00tPolicy:
             v = v.to(self.device)
             out[k] = v.to(self.dtype) if v.is_floating_point() else v
         return out
+
+    @torch.no_grad()
+    def sample_actions(self, batch: dict[str, torch.Tensor], num_steps: int | None = None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """Tensor batch (from ``prepare``) -> normalised, padded chunk [B, T, A]; the CUDA graph when enabled
+        (which switches the model to eval mode: a graph cannot replay dropout)."""
+        if self._graphed is None:
+            return self.model.sample_actions(batch, num_steps=num_steps, generator=generator)
+        self.model.eval()
+        head = self.model.action_head
+        ids = batch["input_ids"]                                                           # [B, L]
+        noise = head.initial_noise(ids.shape[0], ids.device, self.model.backbone.linear.weight.dtype, generator)
+        inputs = {k: batch[k] for k in GRAPH_KEYS} | {"noise": noise}
+        return self._graphed(inputs, guard=weights_guard(self.model),
+                             num_steps=num_steps or head.config.num_inference_steps)
 
     @torch.no_grad()
     def get_action(self, observation: dict, num_steps: int | None = None, seed: int | None = None) -> dict[str, np.ndarray]:
@@ -100,6 +136,6 @@ class Gr00tPolicy:
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
-        actions = self.model.sample_actions(batch, num_steps=num_steps, generator=generator)  # [B, T, A]
+        actions = self.sample_actions(batch, num_steps=num_steps, generator=generator)  # [B, T, A]
         out = self.processor.decode_actions(actions)
         return out if batched else {k: v[0] for k, v in out.items()}

@@ -2,6 +2,7 @@
 
     rm = RewardModel.from_policy(policy, RewardHeadConfig(kind="dit", horizon=4), tuning="lora")
     r = rm.score(clip)       # clip: frames [H, h, w, 3], states [H, dim], the task instruction
+    rm.use_cuda_graphs()     # opt-in fast path of score() on a GPU (see cuda_graph.py)
 
 The prompt is the task instruction only; the feedback given for the frames being scored never
 enters the model (it is the training target).
@@ -16,6 +17,7 @@ from torch import nn
 
 from .backbone import EagleBackbone
 from .configuration import ConfigError, ModelConfig
+from .cuda_graph import GraphedFunction, weights_guard
 from .processor import LANGUAGE_KEYS, Gr00tProcessor
 from .reward_head import RewardHeadConfig, build_reward_head, reward_loss
 
@@ -43,6 +45,7 @@ class RewardModel(nn.Module):
             inject_adapter_in_model(LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, target_modules=LORA_TARGETS),
                                     self.backbone)
         self.set_trainable()
+        self._graphed: GraphedFunction | None = None
 
     def set_trainable(self) -> None:
         for name, p in self.backbone.named_parameters():
@@ -88,18 +91,20 @@ class RewardModel(nn.Module):
                                head=self.head_meta(), extra=extra)
 
     # -- tensors -------------------------------------------------------------------------------
-    def features(self, batch: dict) -> torch.Tensor:
+    def features(self, batch: dict, graph_safe: bool = False) -> torch.Tensor:
         """-> VL tokens [B*H, L, D] (no graph through a frozen backbone)."""
-        args = (batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+        args = (batch["input_ids"], batch["attention_mask"], batch["pixel_values"], graph_safe)
         if self.tuning == "frozen":
             self.backbone.eval()
             with torch.no_grad():
                 return self.backbone(*args)
         return self.backbone(*args)
 
-    def forward(self, batch: dict) -> list[torch.Tensor]:
-        """batch from ``prepare`` -> reward estimates [B] (one per refinement step; the last is the answer)."""
-        feats = self.features(batch)                                                  # [B*H, L, D]
+    def forward(self, batch: dict, graph_safe: bool = False) -> list[torch.Tensor]:
+        """batch from ``prepare`` -> reward estimates [B] (one per refinement step; the last is the answer).
+
+        ``graph_safe`` runs the backbone without host reads (see ``EagleBackbone.forward``)."""
+        feats = self.features(batch, graph_safe)                                      # [B*H, L, D]
         b, h = batch["state"].shape[:2]
         feats = feats.reshape(b, h, *feats.shape[1:])                                 # [B, H, L, D]
         mask = batch["attention_mask"].reshape(b, h, -1)                              # [B, H, L]
@@ -136,10 +141,30 @@ class RewardModel(nn.Module):
         dtype = next(self.head.parameters()).dtype
         return {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)) for k, v in batch.items()}
 
+    def use_cuda_graphs(self, enabled: bool = True, warmup: int = 2) -> "RewardModel":
+        """Opt in (or out) of the fast path: ``score`` / ``infer`` replay a CUDA graph of the backbone and the
+        head, captured on the first call of each batch shape and prompt length (``warmup`` eager calls first).
+        Same outputs as eager within floating-point rounding; on a CPU the eager code runs."""
+        self._graphed = GraphedFunction(self._graph_body, warmup=warmup) if enabled else None
+        return self
+
+    def _graph_body(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return self(inputs, graph_safe=True)
+
+    @torch.no_grad()
+    def infer(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """``forward`` without gradients, through the CUDA graph when enabled (batch from ``prepare``;
+        the graph path switches to eval mode: a graph cannot replay dropout)."""
+        if self._graphed is None:
+            return self(batch)
+        self.eval()
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "state", "embodiment_id")}
+        return self._graphed(inputs, guard=weights_guard(self))
+
     @torch.no_grad()
     def score(self, clip: dict) -> float | np.ndarray:
         """Reward of one clip (a float) or of a batch of clips (array [B])."""
         self.eval()
         lang_key = next((k for k in LANGUAGE_KEYS if k in clip), None)
-        out = self(self.prepare(clip))[-1].float().cpu().numpy()
+        out = self.infer(self.prepare(clip))[-1].float().cpu().numpy()
         return float(out[0]) if lang_key and isinstance(clip[lang_key], str) else out

@@ -1,0 +1,122 @@
+"""The CUDA-graph fast path: its graph-safe code equals eager (CPU), and the graphs equal eager (GPU only)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gr00t_rlhf_train.model.cuda_graph import GraphedFunction
+from gr00t_rlhf_train.model.policy import GRAPH_KEYS, Gr00tPolicy
+from gr00t_rlhf_train.model.reward_head import RewardHeadConfig
+from gr00t_rlhf_train.model.reward_model import RewardModel
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+
+
+def test_graph_safe_backbone_equals_eager_with_padding(tiny_policy, observation):
+    obs = observation(batch=3) | {"task": ["Find Blue cube", "Go to the far red sphere and stop there", "Stop"]}
+    batch = tiny_policy.processor(obs)                           # instructions of different lengths
+    assert not bool(batch["attention_mask"].all()), "the batch should be padded"
+    eager, _ = tiny_policy.model.features(batch)
+    safe, _ = tiny_policy.model.features(batch, graph_safe=True)
+    torch.testing.assert_close(safe, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_noise_argument_reproduces_the_seeded_draw(tiny_policy, observation):
+    batch = tiny_policy.processor(observation(batch=2))
+    head = tiny_policy.model.action_head
+    drawn = tiny_policy.model.sample_actions(batch, generator=torch.Generator().manual_seed(3))
+    noise = head.initial_noise(2, torch.device("cpu"), torch.float32, torch.Generator().manual_seed(3))
+    given = tiny_policy.model.sample_actions(batch, noise=noise, graph_safe=True)
+    torch.testing.assert_close(given, drawn, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_path_on_cpu_runs_the_eager_code(observation):
+    policy = Gr00tPolicy.from_config("tiny", seed=2)
+    obs = observation(seed=4)
+    eager = policy.get_action(obs, seed=5)["action.wheel_commands"]
+    policy.use_cuda_graphs()
+    np.testing.assert_allclose(policy.get_action(obs, seed=5)["action.wheel_commands"], eager, rtol=1e-5, atol=1e-5)
+    assert policy._graphed.num_graphs == 0                       # nothing is captured on a CPU
+    rm = RewardModel.from_policy(policy, RewardHeadConfig(kind="dit", horizon=2, num_layers=2, num_heads=2,
+                                                          head_dim=16, hidden_size=32))
+    clip = observation(horizon=2, seed=6)
+    before = rm.score(clip)
+    assert rm.use_cuda_graphs().score(clip) == pytest.approx(before, abs=1e-6)
+
+
+def test_graphed_function_rejects_bad_settings():
+    with pytest.raises(ValueError, match="warmup"):
+        GraphedFunction(lambda inputs: inputs["x"], warmup=0)
+    with pytest.raises(ValueError, match="max_graphs"):
+        GraphedFunction(lambda inputs: inputs["x"], max_graphs=0)
+
+
+@needs_cuda
+def test_graphed_function_replays_new_inputs_and_copies_outputs():
+    calls = []
+
+    def fn(inputs, scale):
+        calls.append(scale)
+        return [inputs["x"] * scale + 1, inputs["x"].sum()]
+
+    g = GraphedFunction(fn, warmup=1)
+    x = torch.arange(4.0, device="cuda")
+    first = g({"x": x}, scale=2.0)
+    second = g({"x": x + 10}, scale=2.0)                        # replay: fn is not called again
+    assert calls == [2.0, 2.0] and g.num_graphs == 1
+    torch.testing.assert_close(first[0], x * 2 + 1)
+    torch.testing.assert_close(second[0], (x + 10) * 2 + 1)
+    g({"x": x}, scale=3.0)                                      # a new option is a new graph
+    assert g.num_graphs == 2
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_graph_policy_equals_eager(observation, dtype):
+    policy = Gr00tPolicy.from_config("tiny", seed=0).to(device="cuda", dtype=dtype)
+    tol = dict(rtol=0, atol=1e-3) if dtype == torch.float32 else dict(rtol=0, atol=0.1)  # rad/s, range +-5
+    long = {"task": ["Find Blue cube", "Go to the far red sphere and stop there", "Stop"]}
+    cases = [(observation(seed=s), s) for s in (0, 1)] + [(observation(seed=s, batch=3) | long, s) for s in (0, 1)]
+    eager = [policy.get_action(obs, seed=s)["action.wheel_commands"] for obs, s in cases]
+    policy.use_cuda_graphs()
+    for (obs, s), want in zip(cases, eager):
+        np.testing.assert_allclose(policy.get_action(obs, seed=s)["action.wheel_commands"], want, **tol)
+    assert policy._graphed.num_graphs == 2                      # batch 1 and batch 3
+    batch = policy.prepare(observation(seed=2))
+    graphed = policy.sample_actions(batch, num_steps=2, generator=torch.Generator("cuda").manual_seed(0))
+    eager = policy.model.sample_actions(batch, num_steps=2, generator=torch.Generator("cuda").manual_seed(0))
+    torch.testing.assert_close(graphed, eager, rtol=0, atol=2e-3 if dtype == torch.float32 else 0.1)
+    assert set(GRAPH_KEYS) <= set(batch)
+
+
+@needs_cuda
+def test_cuda_graph_follows_weight_updates_and_moves(observation):
+    policy = Gr00tPolicy.from_config("tiny", seed=0).to(device="cuda").use_cuda_graphs()
+    obs = observation(seed=0)
+    policy.get_action(obs, seed=0)
+    with torch.no_grad():                                       # in place: the captured graph sees it
+        policy.model.action_head.action_decoder.layer2.b.add_(0.5)
+    graphed = policy.get_action(obs, seed=0)["action.wheel_commands"]
+    policy.use_cuda_graphs(False)
+    np.testing.assert_allclose(graphed, policy.get_action(obs, seed=0)["action.wheel_commands"], rtol=0, atol=1e-3)
+    policy.use_cuda_graphs()
+    policy.get_action(obs, seed=0)
+    policy.model.to(dtype=torch.float64)                        # moved behind the policy's back: the guard
+    graphed = policy.get_action(obs, seed=0)["action.wheel_commands"]   # re-captures instead of reading freed memory
+    policy.use_cuda_graphs(False)
+    np.testing.assert_allclose(graphed, policy.get_action(obs, seed=0)["action.wheel_commands"], rtol=0, atol=1e-6)
+
+
+@needs_cuda
+def test_cuda_graph_reward_model_equals_eager(observation):
+    policy = Gr00tPolicy.from_config("tiny", seed=0).to(device="cuda")
+    rm = RewardModel.from_policy(policy, RewardHeadConfig(kind="dit", horizon=2, num_layers=2, num_heads=2,
+                                                          head_dim=16, hidden_size=32))
+    long = {"task": ["Find Blue cube", "Go to the far red sphere and stop there", "Stop"]}
+    clips = [observation(horizon=2, seed=s) for s in (0, 1)] + [observation(batch=3, horizon=2, seed=2) | long]
+    eager = [rm.score(c) for c in clips]
+    rm.use_cuda_graphs()
+    for clip, want in zip(clips, eager):
+        np.testing.assert_allclose(rm.score(clip), want, rtol=0, atol=1e-4)
+    assert rm._graphed.num_graphs == 2
