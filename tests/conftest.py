@@ -1,8 +1,15 @@
 """Shared pytest fixtures: real DDS node processes, a probe node, the seed datasets."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+
+# triton (installed with torch) segfaults when imported after Mesa's LLVM is loaded (MuJoCo's
+# OSMesa/EGL backend loads it on `import mujoco`); importing it first lets one pytest process
+# hold the simulator tests and the torch tests, in any order.
+if importlib.util.find_spec("triton") is not None:
+    import triton  # noqa: F401
 
 import pytest
 
@@ -70,7 +77,10 @@ def start_node(request, ros_env, tmp_path):
 
 
 @pytest.fixture
-def ros_node(ros_env, domain_id):
+def ros_node(ros_env, domain_id, monkeypatch):
+    # the probe must use the children's Fast DDS transports, or it may match nothing
+    for key in ("FASTDDS_BUILTIN_TRANSPORTS", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        monkeypatch.setenv(key, ros_env[key])
     probe = RosTestNode(domain_id)
     yield probe
     probe.close()

@@ -17,13 +17,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Domain ids 0..101 are valid with Fast DDS default ports; start away from 0 (a developer's own
-# ROS graph) and spread by pid so two pytest runs on one machine do not collide.
-_DOMAINS = itertools.count(1 + (os.getpid() % 5) * 20)
+# Domain ids 1..200 (Fast DDS ports stay valid up to 232); 0 is left to a developer's own graph.
+# Each pytest process walks the range from a pid-derived start, so two runs on one machine
+# rarely meet (tests that must be sure also check a seed in what they read).
+_DOMAINS = itertools.count((os.getpid() * 37) % 200)
 
 
 def next_domain_id() -> int:
-    return 1 + (next(_DOMAINS) - 1) % 100
+    return 1 + next(_DOMAINS) % 200
 
 
 def ros_environment(domain_id: int) -> dict[str, str]:

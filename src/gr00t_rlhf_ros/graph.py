@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import yaml
+
+from gr00t_rlhf_ros.paths import config_path
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -40,6 +44,12 @@ class DriveOptions:
 DRIVERS = {"expert", "none"}
 
 
+def _params(file: str, node: str) -> dict:
+    """The ros__parameters of ``node`` in ``config/<file>``."""
+    doc = yaml.safe_load(config_path(file).read_text()) or {}
+    return (doc.get(node) or {}).get("ros__parameters") or {}
+
+
 def drive_graph(opts: DriveOptions) -> list[NodeSpec]:
     """The nodes to start for ``opts``, in start order."""
     nodes: list[NodeSpec] = []
@@ -54,8 +64,9 @@ def drive_graph(opts: DriveOptions) -> list[NodeSpec]:
         nodes.append(NodeSpec("expert_node", "expert.yaml"))
     if opts.record:
         params = {"dataset": opts.record, "vocabulary": opts.vocabulary}
-        if opts.task is not None:
-            params["task"] = opts.task
+        task = opts.task if opts.task is not None else (_params("sim.yaml", "sim_node").get("task") if opts.sim else None)
+        if task:  # the instruction in force until one arrives on /task
+            params["task"] = task
         # not required: the robot may drive on without it (it commits its episode when it stops)
         nodes.append(NodeSpec("recorder_node", "recorder.yaml", params, required=False))
     return nodes

@@ -31,3 +31,8 @@ def test_record_adds_a_non_required_recorder_with_the_task():
     rec = nodes[-1]
     assert rec.executable == "recorder_node" and not rec.required
     assert rec.parameters == {"dataset": "/tmp/ds", "vocabulary": "score", "task": "Find Blue cube"}
+
+
+def test_recording_the_sim_without_a_task_uses_the_sims_instruction():
+    rec = drive_graph(DriveOptions(record="/tmp/ds"))[-1]
+    assert rec.parameters["task"] == "Find Blue cube"   # config/sim.yaml's task

@@ -35,7 +35,7 @@ class Operator:
         self.Int32 = Int32
         task = C.topic("task")  # latched: the sim and the recorder both get it, whenever they start
         self.task = self.node.create_publisher(String, task.name, profile(task))
-        self.task.publish(String(data="Find Blue cube"))
+        self.task.publish(String(data="Position yourself next to Green sphere"))
         for c in self.clients.values():
             assert c.wait_for_service(timeout_sec=30), f"{c.srv_name} not available"
 
@@ -115,7 +115,7 @@ def test_records_episodes_with_feedback_and_discard(start_node, ros_node, tmp_pa
     assert 30 <= len(ep0) <= 45 and 15 <= len(ep1) <= 25, (len(ep0), len(ep1))
     assert ep0.feedback_keys[0] == 1 and ep0.feedback_keys[-1] == 0      # feedback changed mid-episode
     assert set(ep1.feedback_keys) == {1}                                  # each episode starts from "good"
-    assert ep0.task_texts[0] == "Find Blue cube"
+    assert ep0.task_texts[0] == "Position yourself next to Green sphere"  # the operator's, not the sim's
     assert np.abs(ep0.action).max() > 0.1                                 # the expert was driving
     assert np.abs(ep0.state[:, :2]).max() > 0.1                           # wheels turned
     # every recorded frame is one of the published images (within codec error)
