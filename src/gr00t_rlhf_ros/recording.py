@@ -34,7 +34,7 @@ INPUT_TOPICS = ("camera", "joint_states", "imu", "wheel_commands", "task", "huma
 @dataclass(frozen=True)
 class RecorderConfig:
     fps: float = 10.0
-    max_age: dict = field(default_factory=lambda: {"camera": 0.35, "joint_states": 0.1, "imu": 0.1})
+    max_age: dict = field(default_factory=lambda: {"camera": 0.35, "joint_states": 0.2, "imu": 0.2})
     command_timeout: float = 0.5
     lag: float = 0.15                    # how late a message may arrive and still count (s)
     reset_feedback: bool = True

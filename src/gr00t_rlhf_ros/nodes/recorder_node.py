@@ -45,8 +45,8 @@ class RecorderNode(Node):
             fps=p("fps", c.dataset_fps, _desc("dataset frames per second (the alignment grid)")).value,
             max_age={
                 "camera": p("max_age_camera", 0.35, _desc("a tick whose newest image is older (s) is dropped")).value,
-                "joint_states": p("max_age_joint_states", 0.1, _desc("same for joint states (s)")).value,
-                "imu": p("max_age_imu", 0.1, _desc("same for the IMU (s)")).value,
+                "joint_states": p("max_age_joint_states", 0.2, _desc("same for joint states (s)")).value,
+                "imu": p("max_age_imu", 0.2, _desc("same for the IMU (s)")).value,
             },
             command_timeout=p("command_timeout", c.command_timeout,
                               _desc("a wheel command older than this (s) is recorded as zeros")).value,

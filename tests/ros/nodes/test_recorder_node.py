@@ -112,7 +112,8 @@ def test_records_episodes_with_feedback_and_discard(start_node, ros_node, tmp_pa
     ds = LeRobotDataset(dataset, warn=False)
     assert ds.num_episodes == 2
     ep0, ep1 = ds.episode(0), ds.episode(1)
-    assert 30 <= len(ep0) <= 45 and 15 <= len(ep1) <= 25, (len(ep0), len(ep1))
+    # ~4 s and ~2 s at 10 fps; ticks dropped as stale under CPU load are counted, not written
+    assert 25 <= len(ep0) <= 45 and 10 <= len(ep1) <= 25, (len(ep0), len(ep1))
     assert ep0.feedback_keys[0] == 1 and ep0.feedback_keys[-1] == 0      # feedback changed mid-episode
     assert set(ep1.feedback_keys) == {1}                                  # each episode starts from "good"
     assert ep0.task_texts[0] == "Position yourself next to Green sphere"  # the operator's, not the sim's
