@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from gr00t_rlhf_ros.graph import NodeSpec
 from gr00t_rlhf_ros.paths import config_path

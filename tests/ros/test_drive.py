@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from gr00t_rlhf_ros.contract import load_contract
 from ros_harness import spawn, wait_for, wait_until

@@ -9,19 +9,15 @@ truth is older than ``ground_truth_timeout``, at success, and on every exit path
 from __future__ import annotations
 
 import json
-import signal
-import threading
 import time
 from dataclasses import replace
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Float64MultiArray, String
 
+from gr00t_rlhf_ros import lifecycle
 from gr00t_rlhf_ros.contract import load_contract
 from gr00t_rlhf_ros.expert import ExpertConfig, ScriptedExpert
 from gr00t_rlhf_ros.qos import profile
@@ -111,39 +107,15 @@ class ExpertNode(Node):
 
     def stop(self) -> None:
         """Command zero and give DDS a moment to deliver it."""
+        if not self.context.ok():
+            return
         self.send(0.0, 0.0)
         self.pub.wait_for_all_acked(Duration(seconds=0.5))
 
 
-_shutdown_requested = threading.Event()
-
-
-def _request_shutdown(signum, frame):
-    # Only set a flag: an exception raised from a signal handler could land inside rclpy's
-    # executor internals; the main loop below notices the flag within 0.1 s and shuts down.
-    _shutdown_requested.set()
-
-
 def main(args=None):
-    # Our own SIGINT/SIGTERM handling: the context stays valid to publish the final zero command.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _request_shutdown)   # also when started with SIGINT ignored
-    signal.signal(signal.SIGTERM, _request_shutdown)
-    node = None
-    try:
-        node = ExpertNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while rclpy.ok() and not _shutdown_requested.is_set():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            if rclpy.ok():
-                node.stop()
-            node.destroy_node()
-        rclpy.try_shutdown()
+    # the context stays valid on SIGINT/SIGTERM, so the final zero command still goes out
+    lifecycle.run(ExpertNode, "expert_node", args, on_exit=ExpertNode.stop)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,15 @@ from __future__ import annotations
 import sys
 import termios
 import threading
+import time
 import tty
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import Int32
 from std_srvs.srv import Trigger
 
+from gr00t_rlhf_ros import lifecycle
 from gr00t_rlhf_ros.contract import load_contract
 from gr00t_rlhf_ros.feedback_keys import default_keymap, help_text, interpret, parse_keymap
 from gr00t_rlhf_ros.qos import profile
@@ -42,8 +42,10 @@ class FeedbackNode(Node):
         self.episode_clients = {kind: self.create_client(Trigger, c.service(f"{kind}_episode").name)
                         for kind in ("start", "stop", "discard")}
         self.done = threading.Event()
+        self.pending = 0          # service calls awaiting their reply
+        self._done_at = None
 
-    def handle(self, token: str) -> None:
+    def on_input(self, token: str) -> None:
         cmd = interpret(token, self.keymap, self.vocab)
         if cmd is None:
             if token.strip():
@@ -64,10 +66,20 @@ class FeedbackNode(Node):
         if not client.service_is_ready():
             self.get_logger().error(f"{client.srv_name} is not available: is recorder_node running?")
             return
+        self.pending += 1
         future = client.call_async(Trigger.Request())
         future.add_done_callback(lambda f: self._report(kind, f))
 
+    def finished(self) -> bool:
+        """Quit was asked (or input ended) and the last replies arrived (or 2 s passed)."""
+        if not self.done.is_set():
+            return False
+        if self._done_at is None:
+            self._done_at = time.monotonic()
+        return self.pending == 0 or time.monotonic() - self._done_at > 2.0
+
     def _report(self, kind, future):
+        self.pending -= 1
         resp = future.result()
         if resp.success:  # one call site per severity (rclpy requires it)
             self.get_logger().info(f"{kind} episode: {resp.message}")
@@ -86,34 +98,26 @@ def _read_input(node: FeedbackNode) -> None:
                 ch = stream.read(1)
                 if not ch:
                     break
-                node.handle(ch)
+                node.on_input(ch)
         finally:
             termios.tcsetattr(fd, termios.TCSADRAIN, old)
     else:
         for line in stream:
-            node.handle(line)
+            node.on_input(line)
             if node.done.is_set():
                 break
     node.done.set()
 
 
-def main(args=None):
-    rclpy.init(args=args)
+def _start(args=None) -> FeedbackNode:
     node = FeedbackNode()
     print(help_text(node.keymap, node.vocab), flush=True)
-    reader = threading.Thread(target=_read_input, args=(node,), daemon=True)
-    reader.start()
-    try:
-        while rclpy.ok() and not node.done.is_set():
-            rclpy.spin_once(node, timeout_sec=0.1)
-        # let outstanding service replies arrive before leaving
-        for _ in range(10):
-            rclpy.spin_once(node, timeout_sec=0.05)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    threading.Thread(target=_read_input, args=(node,), daemon=True).start()
+    return node
+
+
+def main(args=None):
+    lifecycle.run(_start, "feedback_node", args, until=FeedbackNode.finished)
 
 
 if __name__ == "__main__":

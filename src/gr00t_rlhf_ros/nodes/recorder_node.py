@@ -8,18 +8,17 @@ committed, so Ctrl-C never loses what was recorded.
 """
 from __future__ import annotations
 
-import sys
 import threading
 from pathlib import Path
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.service_introspection import ServiceIntrospectionState
 from std_srvs.srv import Trigger
 
+from gr00t_rlhf_ros import lifecycle
 from gr00t_rlhf_ros.contract import load_contract
 from gr00t_rlhf_ros.msgs import message_class
 from gr00t_rlhf_ros.qos import profile
@@ -194,23 +193,10 @@ class RecorderNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    try:
-        node = RecorderNode()
-    except (DatasetError, ValueError, OSError) as e:  # bad parameters or an unusable dataset
-        print(f"[recorder_node] error: {e}", file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
-        sys.exit(1)
-    try:
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    # on Ctrl-C / SIGTERM the open episode is committed (RecorderNode.close) before exiting
+    lifecycle.run(RecorderNode, "recorder_node", args, on_exit=RecorderNode.close,
+                  executor=lambda: MultiThreadedExecutor(num_threads=2),
+                  startup_errors=(DatasetError, ValueError, OSError))
 
 
 if __name__ == "__main__":

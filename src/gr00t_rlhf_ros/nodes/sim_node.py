@@ -18,19 +18,16 @@ in a summary at shutdown).
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import time
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, Imu, JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
+from gr00t_rlhf_ros import lifecycle
 from gr00t_rlhf_ros.contract import load_contract
 from gr00t_rlhf_ros.msgs import BadCommand, parse_wheel_command, rgb_to_image_msg
 from gr00t_rlhf_ros.qos import profile
@@ -264,34 +261,8 @@ class SimNode(Node):
             self.get_logger().info(f"bad wheel commands received: {counts}")
 
 
-_shutdown_requested = threading.Event()
-
-
-def _request_shutdown(signum, frame):
-    # Only set a flag: an exception raised from a signal handler could land inside rclpy's
-    # executor internals; the main loop below notices the flag within 0.1 s and shuts down.
-    _shutdown_requested.set()
-
-
 def main(args=None):
-    # Our own SIGINT/SIGTERM handling: the context stays valid until the wheels are stopped.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _request_shutdown)   # also when started with SIGINT ignored
-    signal.signal(signal.SIGTERM, _request_shutdown)
-    node = None
-    try:
-        node = SimNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while rclpy.ok() and not _shutdown_requested.is_set():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.stop()
-            node.destroy_node()
-        rclpy.try_shutdown()
+    lifecycle.run(SimNode, "sim_node", args, on_exit=SimNode.stop)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 
-from gr00t_rlhf_train.data import features as F
 from gr00t_rlhf_train.data.errors import DatasetError
 from gr00t_rlhf_train.data.validate import validate
 

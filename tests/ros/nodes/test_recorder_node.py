@@ -6,7 +6,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from gr00t_rlhf_ros.contract import load_contract
 from gr00t_rlhf_ros.msgs import image_msg_to_rgb, stamp_to_sec

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from synth_dataset import make_dataset
 from gr00t_rlhf_train.data import DatasetWriter, LeRobotDataset

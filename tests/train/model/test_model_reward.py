@@ -1,7 +1,6 @@
 """The reward model on the tiny backbone: both heads, LoRA, learning, save -> load, no label leak."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
