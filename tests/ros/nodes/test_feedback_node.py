@@ -1,6 +1,5 @@
 """feedback_node over real DDS: typed keys become /human_feedback messages; bad input is named."""
 import subprocess
-import sys
 import threading
 
 from std_msgs.msg import Int32
