@@ -41,8 +41,8 @@ def run(make_node: Callable[[], object], name: str, args=None, on_exit: Callable
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        ex.shutdown(timeout_sec=5.0)  # let callbacks still running (multi-threaded executor) finish
         if on_exit is not None:  # runs after an external shutdown too: it must check the context itself
             on_exit(node)
-        ex.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()

@@ -63,7 +63,8 @@ class FeedbackNode(Node):
 
     def _call(self, kind: str) -> None:
         client = self.episode_clients[kind]
-        if not client.service_is_ready():
+        # (runs on the input thread: waiting here does not stop the node from spinning)
+        if not client.wait_for_service(timeout_sec=3.0):
             self.get_logger().error(f"{client.srv_name} is not available: is recorder_node running?")
             return
         self.pending += 1

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.service_introspection import ServiceIntrospectionState
 from std_srvs.srv import Trigger
@@ -194,8 +193,8 @@ class RecorderNode(Node):
 
 def main(args=None):
     # on Ctrl-C / SIGTERM the open episode is committed (RecorderNode.close) before exiting
+    # one thread is enough: video encoding runs on the writer's own worker thread
     lifecycle.run(RecorderNode, "recorder_node", args, on_exit=RecorderNode.close,
-                  executor=lambda: MultiThreadedExecutor(num_threads=2),
                   startup_errors=(DatasetError, ValueError, OSError))
 
 
