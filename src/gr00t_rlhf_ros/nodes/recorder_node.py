@@ -12,7 +12,6 @@ import threading
 from pathlib import Path
 
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.service_introspection import ServiceIntrospectionState
 from std_srvs.srv import Trigger
@@ -56,21 +55,18 @@ class RecorderNode(Node):
         self.vocab = load_vocabulary(vocab)
         self.recorder = EpisodeRecorder(None, self.vocab, cfg, task)
         self.writer: DatasetWriter | None = None
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # callbacks vs. close(); also safe under a multi-threaded executor
         self._warned: set[str] = set()
 
-        inputs = MutuallyExclusiveCallbackGroup()
-        control = MutuallyExclusiveCallbackGroup()
         for key in INPUT_TOPICS:
             spec = c.topic(key)
-            self.create_subscription(message_class(spec.type), spec.name, self._callback(key, spec.name),
-                                     profile(spec), callback_group=inputs)
+            self.create_subscription(message_class(spec.type), spec.name, self._callback(key, spec.name), profile(spec))
         for kind, handler in (("start", self._start), ("stop", self._stop), ("discard", self._discard)):
-            srv = self.create_service(Trigger, c.service(f"{kind}_episode").name, handler, callback_group=control)
+            srv = self.create_service(Trigger, c.service(f"{kind}_episode").name, handler)
             # publish <service>/_service_event so `ros2 bag record` keeps the episode boundaries
             # (bag_to_lerobot --split services reads them back)
             srv.configure_introspection(self.get_clock(), profile(c.qos["events"]), ServiceIntrospectionState.METADATA)
-        self.create_timer(0.5 / cfg.fps, self._poll, callback_group=control)
+        self.create_timer(0.5 / cfg.fps, self._poll)
         if (self.root / "meta" / "info.json").is_file():
             self._open_writer()  # now, so a crash left over from last time is dealt with and reported at once
         self.get_logger().info(f"recording into {self.root.resolve()} at {cfg.fps:g} fps; call "
