@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
-import torch
-
-from .checkpoint import CONFIG_NAME, CheckpointError, config_from_official, weight_files
 from .configuration import PRESETS, ModelConfig, preset
-from .gr00t_n1 import Gr00tN1, parameter_counts
 
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 _SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64", "I64": "int64"}
@@ -21,6 +18,11 @@ _SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "
 
 def describe(source: str) -> dict:
     """Preset name or checkpoint directory -> a summary dict (counts, dtypes, memory)."""
+    import torch  # here, not at import: `gr00t-rlhf --help` must stay fast
+
+    from .checkpoint import CONFIG_NAME, CheckpointError, config_from_official, weight_files
+    from .gr00t_n1 import Gr00tN1, parameter_counts
+
     info: dict = {"source": source}
     weights_dtype: dict[str, int] = {}
     if source in PRESETS:
@@ -71,7 +73,14 @@ def _print(info: dict) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    info = describe(args.source)
+    from .checkpoint import CheckpointError
+    from .configuration import ConfigError
+
+    try:
+        info = describe(args.source)
+    except (CheckpointError, ConfigError, OSError, ValueError) as e:
+        print(f"gr00t-rlhf model info: error: {e}", file=sys.stderr)
+        return 1
     print(json.dumps(info, indent=2)) if args.json else _print(info)
     return 0
 

@@ -41,3 +41,21 @@ def test_model_info_2b_and_checkpoint(capsys, tiny_policy, tmp_path):
     assert main(["model", "info", str(tmp_path / "ckpt"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "policy" and "float32" in info["checkpoint_dtypes"]
+
+
+def test_model_info_on_a_bad_path_is_one_line(capsys):
+    from gr00t_rlhf_train.cli import main
+
+    assert main(["model", "info", "/no/such/checkpoint"]) == 1
+    err = capsys.readouterr().err
+    assert "neither a preset" in err and "Traceback" not in err
+
+
+def test_cli_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from gr00t_rlhf_ros.cli import main\n" \
+           "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
