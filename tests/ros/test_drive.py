@@ -90,3 +90,38 @@ def test_bad_option_is_a_clear_error():
     r = subprocess.run([sys.executable, "-m", "gr00t_rlhf_ros.cli", "drive", "--no-sim"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "driver: 'expert'" in r.stderr
+
+
+def test_drive_with_record_writes_an_episode(ros_env, tmp_path, ros_node):
+    """The whole loop of the README: drive the sim, record an episode with feedback, validate it."""
+    from std_msgs.msg import Int32
+    from std_srvs.srv import Trigger
+
+    from gr00t_rlhf_ros.qos import profile
+    from gr00t_rlhf_train.data.reader import LeRobotDataset
+
+    c = load_contract()
+    drive = _drive(ros_env, tmp_path, "--record", str(tmp_path / "ds"))
+    try:
+        _robot_moves(ros_node)
+        clients = {k: ros_node.node.create_client(Trigger, c.service(f"{k}_episode").name) for k in ("start", "stop")}
+        fb = ros_node.node.create_publisher(Int32, c.topic("human_feedback").name, profile(c.topic("human_feedback")))
+
+        def call(kind):
+            fut = clients[kind].call_async(Trigger.Request())
+            wait_until(fut.done, 20, f"{kind}_episode reply")
+            return fut.result()
+
+        assert clients["start"].wait_for_service(timeout_sec=30)
+        wait_until(lambda: call("start").success, 30, "an episode to start")
+        time.sleep(1.5)
+        fb.publish(Int32(data=0))
+        time.sleep(1.5)
+        r = call("stop")
+        assert r.success and "episode 0 saved" in r.message, r.message
+        drive.proc.send_signal(signal.SIGINT)
+        assert drive.proc.wait(30) == 0, drive.log()
+    finally:
+        drive.stop()
+    ep = LeRobotDataset(tmp_path / "ds", warn=False).episode(0)
+    assert len(ep) >= 20 and ep.task_texts[0] == "Find Blue cube" and ep.feedback_keys[-1] == 0
