@@ -272,6 +272,18 @@ def _object_xml(o: ArenaObject) -> str:
             f'    </body>\n')
 
 
+def _wheel_xml(side: str, y: float, radius: float, mass: float) -> str:
+    """One drive wheel: collides as a sphere (one smooth rolling contact); a thin cylinder shows it."""
+    return f"""      <body name="{side}_wheel" pos="0 {y} 0">
+        <joint name="{side}_wheel_joint" type="hinge" axis="0 1 0" damping="0.01" armature="0.005"/>
+        <geom name="{side}_wheel" type="sphere" size="{radius}" mass="{mass}" friction="1.2 0.01 0.001"
+              rgba="0.08 0.08 0.08 1" contype="2" conaffinity="1" group="3"/>
+        <geom name="{side}_wheel_visual" type="cylinder" size="{radius} 0.015" euler="1.5707963 0 0" mass="0"
+              rgba="0.08 0.08 0.08 1" contype="0" conaffinity="0"/>
+      </body>
+"""
+
+
 def world_xml(layout: Layout, robot: RobotGeometry | None = None, timestep: float = 0.002) -> str:
     """The MJCF document of the arena with the robot at its start pose."""
     rb = robot or RobotGeometry()
@@ -293,6 +305,7 @@ def world_xml(layout: Layout, robot: RobotGeometry | None = None, timestep: floa
         )
     )
     objects = "".join(_object_xml(o) for o in layout.objects)
+    wheels = "".join(_wheel_xml(side, y, wr, rb.wheel_mass) for side, y in (("left", hw), ("right", -hw)))
     return f"""<mujoco model="gr00t_rlhf_arena">
   <option timestep="{timestep}" integrator="implicitfast"/>
   <visual>
@@ -323,22 +336,7 @@ def world_xml(layout: Layout, robot: RobotGeometry | None = None, timestep: floa
             condim="1" priority="1" friction="0 0 0" rgba="0.1 0.1 0.1 1" contype="2" conaffinity="1"/>
       <site name="imu" pos="0 0 0.02"/>
       <camera name="ego" pos="{rb.body_radius - 0.01} 0 {rb.body_half_height * 2 + 0.02}" xyaxes="0 -1 0 0.1 0 1" fovy="{rb.camera_fovy}"/>
-      <!-- Wheels collide as spheres (one smooth rolling contact); a thin cylinder shows them. -->
-      <body name="left_wheel" pos="0 {hw} 0">
-        <joint name="left_wheel_joint" type="hinge" axis="0 1 0" damping="0.01" armature="0.005"/>
-        <geom name="left_wheel" type="sphere" size="{wr}" mass="{rb.wheel_mass}" friction="1.2 0.01 0.001"
-              rgba="0.08 0.08 0.08 1" contype="2" conaffinity="1" group="3"/>
-        <geom name="left_wheel_visual" type="cylinder" size="{wr} 0.015" euler="1.5707963 0 0" mass="0"
-              rgba="0.08 0.08 0.08 1" contype="0" conaffinity="0"/>
-      </body>
-      <body name="right_wheel" pos="0 {-hw} 0">
-        <joint name="right_wheel_joint" type="hinge" axis="0 1 0" damping="0.01" armature="0.005"/>
-        <geom name="right_wheel" type="sphere" size="{wr}" mass="{rb.wheel_mass}" friction="1.2 0.01 0.001"
-              rgba="0.08 0.08 0.08 1" contype="2" conaffinity="1" group="3"/>
-        <geom name="right_wheel_visual" type="cylinder" size="{wr} 0.015" euler="1.5707963 0 0" mass="0"
-              rgba="0.08 0.08 0.08 1" contype="0" conaffinity="0"/>
-      </body>
-    </body>
+{wheels}    </body>
   </worldbody>
   <actuator>
     <velocity name="left_wheel" joint="left_wheel_joint" kv="1.0" forcerange="-2 2"/>
