@@ -5,13 +5,14 @@ While recording, episode ``k`` lives in ``<root>/.staging/episode_<k>/``:
 * ``rows.arrows``  - Arrow IPC stream, one record batch per frame, flushed to the OS at once:
   after a SIGKILL every complete batch is still readable;
 * ``video.mp4``    - fragmented MP4 written by :class:`VideoEncoder` (readable up to the last
-  complete fragment);
-* ``episode.parquet`` + ``commit.json`` - written by :func:`finalize`; ``commit.json`` (atomic)
-  marks the episode as complete: from then on the commit is rolled forward after a crash.
+  complete fragment); at commit it is replaced (atomically) by its remux into an ordinary MP4;
+* ``episode.parquet`` + ``commit.json`` - written by the writer's ``_finalize``; ``commit.json``
+  (atomic) marks the episode as complete: from then on the commit is rolled forward after a crash.
 
-:func:`recover` turns a staged episode that was interrupted mid-recording into a complete one:
-it keeps the frames present in both the row log and the video (minus the last video packet,
-which may be torn), remuxes the video to exactly those frames (no re-encoding) and finalises.
+An episode interrupted mid-recording is recovered (:func:`recoverable_rows`, :func:`trim_video`):
+it keeps the frames present in both the row log and the video (minus the last video packet of a
+fragmented file, which may be torn), remuxes the video to exactly those frames (no re-encoding,
+an ordinary MP4 like every committed video) and finalises.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 from gr00t_rlhf_train.data import features as F
 from gr00t_rlhf_train.data.errors import DatasetError, DatasetWriteError
 from gr00t_rlhf_train.data.meta import write_json_atomic
+from gr00t_rlhf_train.data.video import TIME_BASE, remux
 
 ROWS = "rows.arrows"
 VIDEO = "video.mp4"
@@ -93,9 +95,18 @@ def read_rows(path: Path) -> pa.Table:
     return pa.Table.from_batches(batches, ROW_SCHEMA)
 
 
+def relative_times(ts: np.ndarray) -> np.ndarray:
+    """float32 seconds since the first row, on the video's time grid: equal to each frame's pts."""
+    ticks = TIME_BASE.denominator
+    return (np.round((ts - ts[0]) * ticks) / ticks).astype(np.float32)  # [N], same rounding as quantize_time
+
+
 def episode_table(rows: pa.Table, episode_index: int, offset: int, task_index: dict[str, int],
-                  rewards: np.ndarray) -> pa.Table:
-    """The final parquet table of one episode from its raw rows."""
+                  rewards: np.ndarray, feedback_index: np.ndarray) -> pa.Table:
+    """The final parquet table of one episode from its raw rows.
+
+    ``feedback_index`` [N]: the tasks.jsonl index of each row's feedback text (GR00T convention).
+    """
     n = rows.num_rows
     ts = rows.column("timestamp").to_numpy()
     task_idx = np.array([task_index[t] for t in rows.column("task").to_pylist()], np.int64)  # [N]
@@ -104,10 +115,10 @@ def episode_table(rows: pa.Table, episode_index: int, offset: int, task_index: d
     return pa.table({
         F.STATE: rows.column("state").cast(pa.list_(pa.float32())),
         F.ACTION: rows.column("action").cast(pa.list_(pa.float32())),
-        F.TIMESTAMP: pa.array((ts - ts[0]).astype(np.float32)),  # seconds since the episode start
+        F.TIMESTAMP: pa.array(relative_times(ts)),  # seconds since the episode start
         F.TASK_DESCRIPTION: pa.array(task_idx),
         F.TASK_INDEX: pa.array(task_idx),
-        F.VALIDITY: rows.column("feedback"),
+        F.VALIDITY: pa.array(np.asarray(feedback_index, np.int64)),
         F.EPISODE_INDEX: pa.array(np.full(n, episode_index, np.int64)),
         F.INDEX: pa.array(offset + np.arange(n, dtype=np.int64)),
         F.REWARD: pa.array(rewards.astype(np.float32)),
@@ -139,10 +150,15 @@ def read_commit(stage: Path) -> dict | None:
 
 
 def usable_video_frames(path: Path) -> int:
-    """Frames of a possibly torn staged video that certainly decode (the last packet is dropped)."""
+    """Frames of a possibly torn staged video that certainly decode.
+
+    A fragmented file may end in a torn packet: its last packet is dropped. An ordinary MP4 (the
+    commit's remux, renamed into place atomically) is complete: all its packets count.
+    """
     try:
         with av.open(str(path)) as c:
             s = c.streams.video[0]
+            complete = s.frames > 0  # only a finished, non-fragmented MP4 has a sample table
             packets = 0
             try:
                 for p in c.demux(s):
@@ -152,27 +168,12 @@ def usable_video_frames(path: Path) -> int:
                 pass
     except (av.error.FFmpegError, IndexError, OSError):
         return 0
-    return max(packets - 1, 0)
+    return packets if complete else max(packets - 1, 0)
 
 
 def trim_video(src: Path, dst: Path, frames: int) -> None:
-    """Copy the first ``frames`` packets of ``src`` into ``dst`` (no re-encoding), then verify."""
-    with av.open(str(src)) as inp:
-        s = inp.streams.video[0]
-        out = av.open(str(dst), "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
-        try:
-            o = out.add_stream_from_template(s)
-            n = 0
-            for p in inp.demux(s):
-                if not p.size:
-                    continue
-                if n >= frames:
-                    break
-                p.stream = o
-                out.mux(p)
-                n += 1
-        finally:
-            out.close()
+    """Copy the first ``frames`` packets of ``src`` into an ordinary MP4 ``dst`` (no re-encoding), then verify."""
+    remux(src, dst, frames)
     with av.open(str(dst)) as c:
         got = sum(1 for _ in c.decode(video=0))
     if got != frames:

@@ -1,9 +1,22 @@
-"""Video helpers (PyAV): a streaming H.264 encoder, a cached frame reader, time -> frame index.
+"""Video helpers (PyAV): a streaming H.264 encoder, a remuxer, a cached frame reader, time -> frame index.
 
 Writing: :class:`VideoEncoder` encodes frame by frame with ``libx264`` into a *fragmented* MP4
-(``frag_keyframe+empty_moov``): the file is readable up to the last complete fragment (one GOP,
-one second by default) even if the process is killed, which is what crash recovery relies on.
-``tune=zerolatency`` keeps no frames inside the encoder, so memory stays bounded.
+(``frag_keyframe+empty_moov``): the file is readable up to the last complete fragment (one GOP)
+even if the process is killed, which is what crash recovery relies on. ``tune=zerolatency`` keeps
+no frames inside the encoder, so memory stays bounded. A committed episode is then :func:`remux`-ed
+(packet copy, no re-encoding) into an ordinary MP4 (``moov`` first, exact frame count and duration),
+which is what other loaders (PyAV's ``stream.frames``, Isaac-GR00T, LeRobot) expect.
+
+GOP: every ``gop_frames``-th frame is a keyframe (default :data:`DEFAULT_GOP_FRAMES` = 1, every frame).
+Loaders that seek by time land on the keyframe at or before the time; Isaac-GR00T's
+``torchvision_av`` backend returns that keyframe itself for a single timestamp, so only GOP 1 gives
+it the exact frame (measured cost in docs/datasets.md).
+
+Time base: frame times are stored in ticks of :data:`TIME_BASE` (1/4096 s). The writer quantises
+the parquet ``timestamp`` to the same grid with :func:`quantize_time`, so a float32 timestamp and the
+frame's pts are *equal* numbers: a loader that seeks to the row's timestamp and takes the frame at
+(or at/after) it gets exactly that row's frame (with milliseconds, float32 rounding put half of the
+rows a hair after their frame's pts).
 
 Reading: :class:`VideoReader` demuxes the packet timestamps once (cheap, no decoding), maps a time
 within the episode to the latest frame at or before it, and decodes with a small cache: sequential
@@ -12,6 +25,7 @@ access continues the running decoder instead of seeking; random access seeks to 
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
 from collections import OrderedDict
@@ -23,8 +37,16 @@ import numpy as np
 
 from gr00t_rlhf_train.data.errors import DatasetError, DatasetWriteError
 
-_TIME_BASE = Fraction(1, 1000)  # encoder timestamps in milliseconds
+TIME_BASE = Fraction(1, 4096)  # encoder timestamps in 1/4096 s (exact in float32 up to 4096 s)
+_TIME_BASE = TIME_BASE
 _TIME_TOL = 1e-3  # a frame stamped within 1 ms after t still counts as "at" t
+DEFAULT_GOP_FRAMES = 1  # keyframe interval in frames (see the module docstring)
+
+
+def quantize_time(t: float) -> float:
+    """``t`` seconds on the encoder's time grid, as the float32 value the parquet stores (exact pts)."""
+    ticks = TIME_BASE.denominator
+    return float(np.float32(np.round(np.float64(t) * ticks) / ticks))  # staging.relative_times rounds alike
 
 
 def frame_index_at(frame_times: np.ndarray, t: float) -> int:
@@ -49,15 +71,17 @@ class VideoEncoder:
     ``low_latency=True`` (live recording): x264 ``zerolatency``, so every frame reaches the file at
     once and a crash loses at most the queued frames. ``False`` (offline conversion): x264 frame
     threads on every core, ~1.6x the throughput, frames leave the encoder a few frames late.
+    ``gop_frames``: keyframe interval in frames (1 = every frame a keyframe).
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], crf: int = 20,
-                 preset: str = "ultrafast", gop_seconds: float = 1.0, queue_frames: int = 4,
+                 preset: str = "ultrafast", gop_frames: int = DEFAULT_GOP_FRAMES, queue_frames: int = 4,
                  low_latency: bool = True):
         self.path = Path(path)
         self.height, self.width = int(size[0]), int(size[1])
         if self.height % 2 or self.width % 2 or self.height <= 0 or self.width <= 0:
             raise ValueError(f"VideoEncoder.size: {size!r} must be positive and even (yuv420p)")
+        check_gop_frames(gop_frames, "VideoEncoder.gop_frames")
         self.frames = 0
         self._last_pts = -1
         try:
@@ -67,8 +91,9 @@ class VideoEncoder:
             s.width, s.height, s.pix_fmt = self.width, self.height, "yuv420p"
             s.time_base = _TIME_BASE
             s.codec_context.time_base = _TIME_BASE
-            s.codec_context.gop_size = max(1, round(fps * gop_seconds))
-            s.options = {"preset": preset, "crf": str(crf),
+            s.codec_context.gop_size = gop_frames
+            # keyint_min=1 and no scene-cut keyframes: a keyframe exactly every gop_frames frames
+            s.options = {"preset": preset, "crf": str(crf), "keyint_min": "1", "sc_threshold": "0",
                          **({"tune": "zerolatency"} if low_latency else {"x264-params": "sliced-threads=0:threads=0"})}
             self._stream = s
         except OSError as e:
@@ -148,6 +173,67 @@ class VideoEncoder:
                 self._container.mux(p)
         except OSError as e:
             raise DatasetWriteError(self.path, None, f"cannot write video: {e}", getattr(e, "errno", None)) from e
+
+
+def check_gop_frames(gop_frames, where: str) -> int:
+    """``gop_frames`` if it is a positive integer, else ValueError naming ``where``."""
+    if not isinstance(gop_frames, int) or isinstance(gop_frames, bool) or gop_frames < 1:
+        raise ValueError(f"{where}={gop_frames!r} must be a positive integer (frames between keyframes; 1 = every frame)")
+    return gop_frames
+
+
+def remux(src: str | Path, dst: str | Path, frames: int | None = None) -> int:
+    """Copy the first ``frames`` (all if None) video packets of ``src`` into an ordinary MP4 ``dst``.
+
+    No re-encoding. The result has its ``moov`` first (faststart), so PyAV/ffprobe report the
+    frame count and duration. Written to a temporary file next to ``dst``, fsync-ed, then renamed
+    over ``dst``: ``dst`` is either absent/old or complete. Returns the number of packets copied.
+    """
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.remux.tmp")
+    try:
+        with av.open(str(src)) as inp:
+            if not inp.streams.video:
+                raise DatasetError(src, "video", "no video stream in the file")
+            s = inp.streams.video[0]
+            n = 0
+            with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+                o = out.add_stream_from_template(s)
+                try:
+                    for p in inp.demux(s):
+                        if not p.size:
+                            continue
+                        if frames is not None and n >= frames:
+                            break
+                        p.stream = o
+                        out.mux(p)
+                        n += 1
+                except av.error.FFmpegError:
+                    if frames is None:
+                        raise
+                    # a torn staged file: the frames asked for were counted before it ends
+        if frames is not None and n != frames:
+            raise DatasetError(src, "video", f"holds {n} complete frames, {frames} were asked for")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+        _fsync_dir(dst.parent)
+    except av.error.FFmpegError as e:
+        raise DatasetError(src, "video", f"cannot remux to {dst.name} ({e})") from None
+    except OSError as e:
+        raise DatasetWriteError(dst, None, f"cannot write the remuxed video ({e.strerror or e})", e.errno) from e
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def probe_frame_times(path: str | Path) -> tuple[np.ndarray, tuple[int, int], str]:

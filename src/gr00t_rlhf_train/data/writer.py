@@ -14,8 +14,17 @@ any moment leaves every earlier episode intact and the dataset loadable. ``Datas
 rolls a staged episode with ``commit.json`` forward, and *recovers* an interrupted one (keeps the
 frames present in both the row log and the video; nothing usable: discards it).
 
-Reward mapping: ``next.reward`` = ``vocabulary.reward(key)`` of the frame's feedback key
-(binary {0, 1}: the key; scores: key / max|key|, so -5..5 -> -1..1).
+Videos: staged as fragmented MP4 (crash-safe), committed as an ordinary MP4 (``moov`` first, exact
+frame count) by a packet-copy remux; keyframe every ``gop_frames`` frames (default 1) and frame pts
+equal to the row's float32 ``timestamp`` (see :mod:`video`), so loaders that seek by time (Isaac-GR00T,
+LeRobot) get exactly the row's frame.
+
+Feedback, the GR00T way: ``annotation.human.validity`` holds an index into ``tasks.jsonl`` whose
+text is the feedback text of the frame's key (each text becomes a task the first time it is used,
+like instructions); ``next.reward`` = ``vocabulary.reward(key)`` (binary {0, 1}: the key; scores:
+key / max|key|, so -5..5 -> -1..1); the vocabulary stays in ``rewards.jsonl``. ``episodes.jsonl``
+lists the instruction(s) of an episode only. Statistics of ``annotation.human.validity`` in
+``stats.json`` are those of the stored column (task indices), like ``task_index``.
 """
 from __future__ import annotations
 
@@ -34,7 +43,8 @@ from gr00t_rlhf_train.feedback import FeedbackVocabulary
 from gr00t_rlhf_train.data.meta import (read_vocabulary, fsync_dir, read_json, read_jsonl, write_json_atomic,
                                         write_jsonl_atomic)
 from gr00t_rlhf_train.data.stats import compute_stats
-from gr00t_rlhf_train.data.video import VideoEncoder
+from gr00t_rlhf_train.data.video import (DEFAULT_GOP_FRAMES, TIME_BASE, VideoEncoder, check_gop_frames, quantize_time,
+                                         remux)
 
 
 def _info(fps: float, image_size: tuple[int, int], robot_type: str, chunks_size: int) -> dict:
@@ -82,10 +92,12 @@ class DatasetWriter:
     """Appends episodes to a dataset; one episode is recorded at a time."""
 
     def __init__(self, root: Path, info: dict, episodes: list[dict], tasks: list[str], vocabulary: FeedbackVocabulary,
-                 columns: dict[str, list[np.ndarray]], crf: int, preset: str, low_latency: bool = True):
+                 columns: dict[str, list[np.ndarray]], crf: int, preset: str, low_latency: bool = True,
+                 gop_frames: int = DEFAULT_GOP_FRAMES):
         self.root, self.info, self.episodes, self.tasks = root, info, episodes, tasks
         self.vocabulary, self._columns, self.crf, self.preset = vocabulary, columns, crf, preset
         self.low_latency = low_latency  # see VideoEncoder: True live, False for offline conversion
+        self.gop_frames = gop_frames  # keyframe interval of the videos written from now on
         self.fps = float(info["fps"])
         self.image_size = tuple(info["features"][F.EGO_VIEW]["shape"][:2])
         self.chunks_size = int(info["chunks_size"])
@@ -95,9 +107,15 @@ class DatasetWriter:
     # ---- opening -----------------------------------------------------------------------------
     @classmethod
     def create(cls, root: str | Path, fps: float, image_size: tuple[int, int], vocabulary: dict[int, str] | FeedbackVocabulary,
-               robot_type: str = "two_wheel", chunks_size: int = 1000, crf: int = 20, preset: str = "ultrafast", low_latency: bool = True) -> "DatasetWriter":
-        """A new, empty dataset at ``root`` (which must not exist or be empty)."""
+               robot_type: str = "two_wheel", chunks_size: int = 1000, crf: int = 20, preset: str = "ultrafast", low_latency: bool = True,
+               gop_frames: int = DEFAULT_GOP_FRAMES) -> "DatasetWriter":
+        """A new, empty dataset at ``root`` (which must not exist or be empty).
+
+        ``gop_frames``: keyframe interval of the videos in frames (1 = every frame, exact for loaders
+        that seek by time; see docs/datasets.md for the size cost of each value).
+        """
         root = Path(root)
+        check_gop_frames(gop_frames, "DatasetWriter.create: gop_frames")
         if root.exists() and any(root.iterdir()):
             raise DatasetError(root, None, "exists and is not empty; use DatasetWriter.resume() to append")
         if not (isinstance(fps, (int, float)) and fps > 0):
@@ -107,12 +125,13 @@ class DatasetWriter:
         if not isinstance(chunks_size, int) or chunks_size < 1:
             raise ValueError(f"DatasetWriter.create: chunks_size={chunks_size!r} must be a positive integer")
         voc = FeedbackVocabulary.of(vocabulary)
+        _check_distinct_texts(voc, "DatasetWriter.create: vocabulary")
         try:
             (root / F.META_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise DatasetWriteError(root, None, f"cannot create ({e.strerror or e})", e.errno) from e
         w = cls(root, _info(fps, (int(image_size[0]), int(image_size[1])), robot_type, chunks_size), [], [], voc,
-                {k: [] for k in F.STATS_KEYS}, crf, preset, low_latency)
+                {k: [] for k in F.STATS_KEYS}, crf, preset, low_latency, gop_frames)
         write_json_atomic(root / F.MODALITY, _modality())
         write_jsonl_atomic(root / F.REWARDS, voc.to_jsonl_rows())
         w._write_meta()
@@ -120,10 +139,16 @@ class DatasetWriter:
 
     @classmethod
     def resume(cls, root: str | Path, crf: int = 20, preset: str = "ultrafast",
-               low_latency: bool = True) -> "DatasetWriter":
-        """Open an existing dataset for appending; finish or recover what a crash left in .staging."""
+               low_latency: bool = True, gop_frames: int = DEFAULT_GOP_FRAMES) -> "DatasetWriter":
+        """Open an existing dataset for appending; finish or recover what a crash left in .staging.
+
+        Refused (DatasetError naming the parquet) if the dataset stores feedback keys in
+        ``annotation.human.validity`` (the seed datasets' style, or this writer before it wrote
+        task indices): appending would mix two meanings of the column.
+        """
         from gr00t_rlhf_train.data.reader import LeRobotDataset  # the reader validates what exists
 
+        check_gop_frames(gop_frames, "DatasetWriter.resume: gop_frames")
         root = Path(root)
         info = read_json(root / F.INFO)
         episodes = read_jsonl(root / F.EPISODES) if (root / F.EPISODES).is_file() else []
@@ -133,10 +158,13 @@ class DatasetWriter:
         columns = {k: [] for k in F.STATS_KEYS}
         if episodes:
             ds = LeRobotDataset(root, warn=False)
-            for ep in ds.load_all():
-                for k, v in _stat_columns(ep.state, ep.action, ep.times, ep.reward, ep.feedback_keys, ep.task_indices).items():
+            feedback_tasks = {i for i, t in enumerate(tasks) if t in set(voc.texts.values())}
+            for meta in ds.episodes:
+                cols = record_columns(meta.data_path)
+                _check_feedback_indices(cols.get(F.VALIDITY), feedback_tasks, meta.data_path)
+                for k, v in cols.items():
                     columns[k].append(v)
-        w = cls(root, info, episodes, tasks, voc, columns, crf, preset, low_latency)
+        w = cls(root, info, episodes, tasks, voc, columns, crf, preset, low_latency, gop_frames)
         w._settle_staging()
         w._write_meta()
         return w
@@ -253,14 +281,24 @@ class DatasetWriter:
             self.resume_report.recovered[idx] = keep
 
     def _finalize(self, stage: Path, idx: int, rows) -> int:
-        """Write the parquet + commit.json of a staged episode, then commit it."""
+        """Write the parquet + commit.json of a staged episode (its video already remuxed), then commit it.
+
+        Instructions and feedback texts become tasks in the order they are first used (row by row:
+        the instruction, then the feedback text).
+        """
         tasks = list(self.tasks)
-        for t in rows.column("task").to_pylist():
-            if t not in tasks:
-                tasks.append(t)
+        keys = [int(k) for k in rows.column("feedback").to_pylist()]
+        for t, k in zip(rows.column("task").to_pylist(), keys):
+            for text in (t, self.vocabulary.text(k)):
+                if text is None:
+                    raise DatasetError(stage / S.ROWS, "feedback", f"key {k} is not in the feedback vocabulary "
+                                       f"{self.vocabulary.keys}")
+                if text not in tasks:
+                    tasks.append(text)
         task_index = {t: i for i, t in enumerate(tasks)}
-        rewards = np.array([self.vocabulary.reward(int(k)) for k in rows.column("feedback").to_pylist()], np.float32)
-        table = S.episode_table(rows, idx, self.num_frames, task_index, rewards)
+        rewards = np.array([self.vocabulary.reward(k) for k in keys], np.float32)
+        feedback_index = np.array([task_index[self.vocabulary.text(k)] for k in keys], np.int64)  # [N]
+        table = S.episode_table(rows, idx, self.num_frames, task_index, rewards, feedback_index)
         S.write_parquet_durable(table, stage / S.PARQUET)
         ep_tasks = list(dict.fromkeys(rows.column("task").to_pylist()))
         record = {"episode": {"episode_index": idx, "tasks": ep_tasks, "length": table.num_rows}, "tasks": tasks}
@@ -268,25 +306,40 @@ class DatasetWriter:
         return self._commit_staged(stage, record)
 
 
-def _stat_columns(state, action, times, reward, feedback, task) -> dict[str, np.ndarray]:
-    out = {F.STATE: state, F.ACTION: action, F.TIMESTAMP: times, F.REWARD: reward}
-    if feedback is not None:
-        out[F.VALIDITY] = feedback
-    if task is not None:
-        out[F.TASK_INDEX] = task
-    return out
+def _check_distinct_texts(voc: FeedbackVocabulary, where: str) -> None:
+    """Feedback texts are stored as tasks: two keys with one text could not be told apart."""
+    seen: dict[str, int] = {}
+    for k in voc.keys:
+        if voc.texts[k] in seen:
+            raise ValueError(f"{where}: keys {seen[voc.texts[k]]} and {k} have the same text {voc.texts[k]!r}; "
+                             "feedback texts must be distinct (they are stored as tasks)")
+        seen[voc.texts[k]] = k
+
+
+def _check_feedback_indices(column: np.ndarray | None, feedback_tasks: set[int], parquet: Path) -> None:
+    """Refuse to append to a dataset whose annotation.human.validity column does not hold task indices."""
+    if column is None:
+        return
+    bad = sorted(set(np.unique(column).tolist()) - feedback_tasks)
+    if bad:
+        raise DatasetError(parquet, F.VALIDITY, f"values {bad[:5]} are not indices of feedback texts in tasks.jsonl "
+                           "(feedback keys, the seed style); this writer stores task indices and cannot append "
+                           "to such a dataset: write a new one")
 
 
 def record_columns(parquet: Path) -> dict[str, np.ndarray]:
-    """The stats columns of one committed episode parquet."""
+    """The stats columns of one committed episode parquet, as stored."""
     import pyarrow.parquet as pq
 
     from gr00t_rlhf_train.data.reader import vector_column
 
     t = pq.read_table(parquet)
-    return _stat_columns(vector_column(t, F.STATE, parquet), vector_column(t, F.ACTION, parquet),
-                         t.column(F.TIMESTAMP).to_numpy().astype(np.float64), t.column(F.REWARD).to_numpy(),
-                         t.column(F.VALIDITY).to_numpy(), t.column(F.TASK_INDEX).to_numpy())
+    out = {F.STATE: vector_column(t, F.STATE, parquet), F.ACTION: vector_column(t, F.ACTION, parquet),
+           F.TIMESTAMP: t.column(F.TIMESTAMP).to_numpy().astype(np.float64), F.REWARD: t.column(F.REWARD).to_numpy()}
+    for key in (F.VALIDITY, F.TASK_INDEX):
+        if key in t.column_names:
+            out[key] = t.column(key).to_numpy()
+    return out
 
 
 class EpisodeWriter:
@@ -308,7 +361,8 @@ class EpisodeWriter:
         write_json_atomic(self.stage / "episode.json", {"episode_index": index, "task": task, "started": time.time()})
         self._rows = S.RowLog(self.stage / S.ROWS)
         self._video = VideoEncoder(self.stage / S.VIDEO, writer.fps, writer.image_size, crf=writer.crf, preset=writer.preset,
-                                  low_latency=writer.low_latency)
+                                  gop_frames=writer.gop_frames, low_latency=writer.low_latency)
+        self._last_rel: float | None = None  # time of the last frame since the first, on the video's time grid
 
     def __len__(self) -> int:
         return self.frames
@@ -332,18 +386,24 @@ class EpisodeWriter:
         if validity not in self.writer.vocabulary.texts:
             raise ValueError(f"add_frame: validity={validity} is not a key of the feedback vocabulary {sorted(self.writer.vocabulary.texts)}")
         timestamp = float(timestamp)
+        if not np.isfinite(timestamp):
+            raise ValueError(f"add_frame: timestamp {timestamp} must be finite")
         if self._last_t is not None and not timestamp > self._last_t:
             raise ValueError(f"add_frame: timestamp {timestamp} is not after the previous frame's {self._last_t}")
+        rel = quantize_time(timestamp - (timestamp if self._t0 is None else self._t0))  # = the parquet timestamp
+        if self._last_rel is not None and not rel > self._last_rel:
+            raise ValueError(f"add_frame: timestamp {timestamp} is less than one video time step "
+                             f"({float(TIME_BASE):.6f} s) after the previous frame's {self._last_t}")
         if self._t0 is None:
             self._t0 = timestamp
         try:
-            self._video.add(image, timestamp - self._t0)
+            self._video.add(image, rel)
             self._rows.append(timestamp, state.tolist(), action.tolist(), validity, task or self.task)
         except DatasetWriteError as e:
             self._fail(e)
         except OSError as e:
             self._fail(DatasetWriteError(self._rows.path, "rows", f"cannot write ({e.strerror or e})", e.errno))
-        self._last_t = timestamp
+        self._last_t, self._last_rel = timestamp, rel
         self.frames += 1
 
     def commit(self) -> int:
@@ -357,6 +417,7 @@ class EpisodeWriter:
             rows = S.read_rows(self.stage / S.ROWS)
             if rows.num_rows != self.frames:
                 raise DatasetError(self.stage / S.ROWS, "rows", f"holds {rows.num_rows} rows, {self.frames} were added")
+            remux(self.stage / S.VIDEO, self.stage / S.VIDEO, self.frames)  # fragmented -> ordinary MP4, atomically
             idx = self.writer._finalize(self.stage, self.index, rows)
         except OSError as e:
             err = e if isinstance(e, DatasetWriteError) else DatasetWriteError(

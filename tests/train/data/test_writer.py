@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from synth_dataset import BINARY, SCORES, make_dataset, synth_image, write_episode
+from synth_dataset import BINARY, SCORES, TASKS, make_dataset, synth_image, write_episode
 from gr00t_rlhf_train.data import DatasetWriteError, DatasetWriter, LeRobotDataset
 from gr00t_rlhf_train.data import features as F
 from gr00t_rlhf_train.data import staging as S
@@ -28,15 +28,21 @@ def test_round_trip_numeric_columns_identical_and_frames_within_codec_error(tiny
         np.testing.assert_array_equal(ep.action, np.stack(t.action))
         np.testing.assert_array_equal(ep.feedback_keys, t.validity)
         np.testing.assert_array_equal(ep.reward, np.array(t.validity, np.float32))  # binary: reward = key
-        np.testing.assert_allclose(ep.times, np.array(t.timestamps) - t.timestamps[0], atol=1e-5)
+        # times are quantised to the video's time grid (1/4096 s) so that each equals its frame's pts
+        np.testing.assert_allclose(ep.times, np.array(t.timestamps) - t.timestamps[0], atol=0.5 / 4096 + 1e-7)
         assert ep.done.tolist() == [False] * (len(ep) - 1) + [True]
         assert ep.task_texts == [t.task] * len(ep)
         assert ep.feedback_texts[0] == BINARY[t.validity[0]]
         worst = min(worst, min(psnr(ep.frame(i), img) for i, img in enumerate(t.images)))
     assert worst > PSNR_MIN, f"worst PSNR {worst:.1f} dB"
     info = json.loads((root / F.INFO).read_text())
-    assert info["total_episodes"] == 2 and info["total_frames"] == 17 and info["total_tasks"] == 2
-    assert [json.loads(x)["length"] for x in (root / F.EPISODES).read_text().splitlines()] == [8, 9]
+    # instructions and feedback texts are tasks, in the order of first use (GR00T convention)
+    tasks = [json.loads(x) for x in (root / F.TASKS).read_text().splitlines()]
+    assert tasks == [{"task_index": i, "task": t} for i, t in
+                     enumerate([TASKS[0], BINARY[0], BINARY[1], TASKS[1]])]
+    assert info["total_episodes"] == 2 and info["total_frames"] == 17 and info["total_tasks"] == 4
+    episodes = [json.loads(x) for x in (root / F.EPISODES).read_text().splitlines()]
+    assert [e["length"] for e in episodes] == [8, 9] and [e["tasks"] for e in episodes] == [[TASKS[0]], [TASKS[1]]]
 
 
 def test_score_vocabulary_maps_reward_to_minus_one_one(tmp_path):
@@ -57,7 +63,7 @@ def test_resume_appends_with_consistent_indices_and_stats(tiny_dataset):
     assert np.concatenate([e.global_index for e in ds.load_all()]).tolist() == list(range(22))
     stored = [e.table.column(F.INDEX).to_pylist() for e in ds.load_all()]
     assert sum(stored, []) == list(range(22))
-    assert ds.tasks[2] == "A new task" and ds.episode(2).task_indices.tolist() == [2] * 5
+    assert ds.tasks[4] == "A new task" and ds.episode(2).task_indices.tolist() == [4] * 5
     stats = json.loads((root / F.STATS).read_text())
     expect = compute_stats({F.ACTION: np.concatenate([e.action for e in ds.load_all()])})
     np.testing.assert_allclose(stats[F.ACTION]["mean"], expect[F.ACTION]["mean"], rtol=1e-6)
