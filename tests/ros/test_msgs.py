@@ -50,3 +50,34 @@ def test_wheel_velocities_by_name():
                             ("left_wheel_joint", "right_wheel_joint")) == (1.0, 2.0)
     with pytest.raises(ValueError, match="joint 'left_wheel_joint' not in message"):
         wheel_velocities(["a"], [0.0], ("left_wheel_joint", "right_wheel_joint"))
+
+
+def test_check_image_rejects_before_decoding():
+    from gr00t_rlhf_ros.msgs import BadMessage, check_image
+
+    check_image(4, 4, "rgb8", 12, 48, "/cam", expected=(4, 4))
+    cases = {
+        "unsupported encoding '16UC1'": (4, 4, "16UC1", 8, 32, None),
+        "empty image": (0, 0, "rgb8", 0, 0, None),
+        "step smaller than width x channels": (4, 4, "rgb8", 11, 48, None),
+        "data too short": (4, 4, "rgb8", 12, 47, None),
+        "size 4x2, dataset 4x4": (2, 4, "rgb8", 12, 24, (4, 4)),
+    }
+    for reason, (h, w, enc, step, n, expected) in cases.items():
+        with pytest.raises(BadMessage, match="/cam") as e:
+            check_image(h, w, enc, step, n, "/cam", expected)
+        assert e.value.reason == reason
+
+
+def test_non_finite_sensor_values_are_bad_messages():
+    from types import SimpleNamespace
+
+    from gr00t_rlhf_ros.msgs import BadMessage, imu_acceleration
+
+    assert imu_acceleration(SimpleNamespace(x=3.0, y=4.0, z=0.0)) == 5.0
+    for v in (math.nan, math.inf, 1e300):
+        with pytest.raises(BadMessage, match="/imu"):
+            imu_acceleration(SimpleNamespace(x=v, y=0.0, z=0.0), "/imu")
+        with pytest.raises(BadMessage, match="/js.*right_wheel_joint"):
+            wheel_velocities(["left_wheel_joint", "right_wheel_joint"], [0.0, v],
+                             ("left_wheel_joint", "right_wheel_joint"), "/js")
