@@ -6,12 +6,20 @@ before any feedback arrives, and turns a key into the frame's ``next.reward``: b
 vocabularies (keys {0, 1}) give ``reward = key``; others (e.g. scores -5..5) give
 ``reward = key / max|key|`` (in [-1, 1]). Used by the recorder, the feedback node, the dataset
 reader and writer, and the reward model's checkpoint.
+
+Datasets store a frame's feedback in the ``annotation.human.validity`` column in one of two
+styles; :func:`resolve_feedback_column` tells them apart (the rule is in its docstring):
+
+- GR00T style (what our writer produces): every feedback text is a task of ``meta/tasks.jsonl``
+  and the column holds its TASK INDEX, as for any ``annotation.<source>.<kind>`` column;
+- seed style (the three seed datasets): the column holds the feedback KEY of ``rewards.jsonl``.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Mapping
 
 VALIDITY_KEY = "annotation.human.validity"
 SCORE_KEY = "annotation.human.score"
@@ -32,6 +40,12 @@ class FeedbackVocabulary:
             raise ValueError(f"FeedbackVocabulary.texts: {bad!r}: keys must be integers and texts strings")
         if self.default is not None and self.default not in self.texts:
             raise ValueError(f"FeedbackVocabulary.default: {self.default!r} is not a key of {sorted(self.texts)}")
+        seen: dict[str, int] = {}
+        for k, v in sorted(self.texts.items()):
+            if v in seen:
+                raise ValueError(f"FeedbackVocabulary.texts: keys {seen[v]} and {k} share the text {v!r}; "
+                                 "each key needs its own text (texts are stored as tasks)")
+            seen[v] = k
         if self.key_field not in (VALIDITY_KEY, SCORE_KEY):
             raise ValueError(f"FeedbackVocabulary.key_field: {self.key_field!r} must be {VALIDITY_KEY!r} or {SCORE_KEY!r}")
 
@@ -91,6 +105,49 @@ class FeedbackVocabulary:
             key_field = key_field or col
             texts[key] = row["feedback"]
         return cls(texts, key_field)
+
+
+TASK_STYLE = "task-index"  # the column holds tasks.jsonl indices of feedback texts (GR00T, our writer)
+KEY_STYLE = "key"  # the column holds feedback keys of rewards.jsonl (the seed datasets)
+
+
+@dataclass(frozen=True)
+class FeedbackColumn:
+    """How a feedback column was read: its style, value -> feedback key, and a note if ambiguous."""
+    style: str  # TASK_STYLE or KEY_STYLE
+    keys: dict[int, int]  # stored value -> feedback key (for KEY_STYLE: identity; may hold unknown keys)
+    note: str | None = None  # set when both readings were possible and differ
+    unknown: tuple[int, ...] = ()  # KEY_STYLE values that are not keys of the vocabulary
+
+
+def resolve_feedback_column(values: Iterable[int], tasks: Mapping[int, str],
+                            vocabulary: FeedbackVocabulary) -> FeedbackColumn:
+    """Decide how an ``annotation.human.validity`` column stores feedback, and map it to keys.
+
+    Rule: the column holds TASK INDICES if every value is an index into ``tasks`` (tasks.jsonl)
+    whose text is one of the vocabulary's texts; otherwise it holds feedback KEYS (seed style).
+    When both readings are possible and give different keys, the task reading wins and
+    ``note`` says so. ValueError (naming the values) when the column is mixed: some values only
+    make sense as task indices of feedback texts and others are neither (not tasks of feedback
+    texts, not keys). Values that are unknown keys in a key-style column are returned in
+    ``unknown`` (the caller warns and falls back to the labels found in the data).
+    """
+    uniq = sorted({int(v) for v in values})
+    by_text = {t: k for k, t in vocabulary.texts.items()}
+    as_task = {v: by_text.get(tasks.get(v)) for v in uniq}  # value -> key via its task text (or None)
+    if uniq and all(k is not None for k in as_task.values()):
+        note = None
+        if set(uniq) <= set(vocabulary.texts) and any(as_task[v] != v for v in uniq):
+            note = (f"values {uniq} are both task indices of feedback texts and feedback keys; "
+                    "read as task indices (GR00T style)")
+        return FeedbackColumn(TASK_STYLE, as_task, note)
+    unknown = tuple(v for v in uniq if v not in vocabulary.texts)
+    task_only = [v for v in uniq if as_task[v] is not None and v not in vocabulary.texts]
+    if task_only:
+        not_task = [v for v in uniq if as_task[v] is None]
+        raise ValueError(f"mixed feedback column: values {task_only} fit only as task indices of feedback texts, "
+                         f"values {not_task} are not task indices of feedback texts; neither reading fits all")
+    return FeedbackColumn(KEY_STYLE, {v: v for v in uniq}, None, unknown)
 
 
 BINARY = FeedbackVocabulary({0: "Doing bad", 1: "Doing good"}, VALIDITY_KEY, default=1)

@@ -37,3 +37,40 @@ def test_bad_inputs_are_named(tmp_path):
         load_vocabulary(str(p))
     with pytest.raises(ValueError, match="default"):
         FeedbackVocabulary({0: "a"}, default=3)
+
+
+# ---- the two storage styles of the annotation.human.validity column --------------------------
+from gr00t_rlhf_train.feedback import KEY_STYLE, TASK_STYLE, resolve_feedback_column  # noqa: E402
+
+GR00T_TASKS = {0: "Find Blue cube", 1: "Doing good", 2: "Doing bad"}  # our writer: texts become tasks
+SEED_TASKS = {0: "valid", 1: "Move around the red object", 2: "Move around the blue object"}
+
+
+def test_task_index_style_maps_through_tasks_jsonl():
+    col = resolve_feedback_column([1, 2, 2], GR00T_TASKS, BINARY)
+    assert col.style == TASK_STYLE and col.keys == {1: 1, 2: 0} and col.note is None
+
+
+def test_key_style_of_the_seed_datasets():
+    col = resolve_feedback_column([0, 1], SEED_TASKS, BINARY)
+    assert col.style == KEY_STYLE and col.keys == {0: 0, 1: 1} and col.unknown == ()
+    col = resolve_feedback_column([0, 1, 7], SEED_TASKS, BINARY)  # a label outside the vocabulary
+    assert col.style == KEY_STYLE and col.unknown == (7,)
+
+
+def test_ambiguous_column_reads_task_indices_and_says_so():
+    col = resolve_feedback_column([1], GR00T_TASKS, BINARY)  # task 1 = "Doing good", key 1 = "Doing good"
+    assert col.style == TASK_STYLE and col.keys == {1: 1} and col.note is None  # both readings agree
+    tasks = {0: "Doing good", 1: "Doing bad"}
+    col = resolve_feedback_column([0, 1], tasks, BINARY)  # both readings possible, they differ
+    assert col.style == TASK_STYLE and col.keys == {0: 1, 1: 0} and "read as task indices" in col.note
+
+
+def test_mixed_column_is_an_error():
+    with pytest.raises(ValueError, match=r"mixed feedback column: values \[2\] fit only as task indices"):
+        resolve_feedback_column([0, 2], {0: "Find Blue cube", 2: "Doing bad"}, BINARY)
+
+
+def test_texts_must_be_distinct():
+    with pytest.raises(ValueError, match="share the text"):
+        FeedbackVocabulary({0: "same", 1: "same"})

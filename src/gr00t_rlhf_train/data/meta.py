@@ -13,29 +13,39 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from gr00t_rlhf_train.data.errors import DatasetError, DatasetWriteError
-from gr00t_rlhf_train.feedback import FeedbackVocabulary
+from gr00t_rlhf_train.feedback import SCORE_KEY, VALIDITY_KEY, FeedbackVocabulary
 
 
 # ---- reading ---------------------------------------------------------------------------------
-def read_json(path: Path) -> Any:
-    if not path.is_file():
+def read_text(path: Path) -> str:
+    """The UTF-8 text of a meta file; missing, not a file, unreadable or not UTF-8: DatasetError."""
+    if not path.exists():
         raise DatasetError(path, None, "required meta file is missing")
+    if not path.is_file():
+        raise DatasetError(path, None, "is not a regular file")
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetError(path, None, f"not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise DatasetError(path, None, f"cannot read ({e.strerror or e})") from None
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(read_text(path))
+    except (ValueError, RecursionError) as e:  # json.JSONDecodeError is a ValueError
         raise DatasetError(path, None, f"not valid JSON ({e})") from None
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise DatasetError(path, None, "required meta file is missing")
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as e:
+        except (ValueError, RecursionError) as e:
             raise DatasetError(path, f"line {n}", f"not valid JSON ({e})") from None
         if not isinstance(row, dict):
             raise DatasetError(path, f"line {n}", "expected a JSON object")
@@ -59,6 +69,41 @@ def read_vocabulary(path: Path) -> FeedbackVocabulary:
         return FeedbackVocabulary.from_rows(read_jsonl(path), str(path))
     except ValueError as e:
         raise DatasetError(path, None, str(e).removeprefix(f"{path}").lstrip(": ")) from None
+
+
+def read_vocabulary_lenient(path: Path) -> tuple[FeedbackVocabulary | None, str | None]:
+    """(vocabulary, problem) of a rewards.jsonl that may use an unknown key (real case: ``...validity1``).
+
+    A file that is not JSON lines, a label that is not an integer, or two keys with one text are a
+    DatasetError. A row keyed by an unknown field (``{"annotation.human.validity1": 0, "feedback":
+    ...}``) is read with its single integer field as the key, and ``problem`` says so; a file
+    that cannot be read that way gives (None, problem): the labels are then taken from the data.
+    """
+    rows = read_jsonl(path)
+    try:
+        return FeedbackVocabulary.from_rows(rows, str(path)), None
+    except ValueError as e:
+        strict_error = str(e).removeprefix(f"{path}").lstrip(": ")
+    texts: dict[int, str] = {}
+    fields: set[str] = set()
+    for n, row in enumerate(rows, 1):
+        others = {k: v for k, v in row.items() if k != "feedback"}
+        if not isinstance(row.get("feedback"), str) or len(others) != 1:
+            return None, f"{path}: {strict_error}; the feedback labels are taken from the data, without texts"
+        (field, key), = others.items()
+        if not isinstance(key, int) or isinstance(key, bool):
+            raise DatasetError(path, f"line {n}: {field}", f"{key!r} is not an integer feedback label")
+        fields.add(field)
+        texts[key] = row["feedback"]
+    if not texts:
+        return None, f"{path}: {strict_error}; the feedback labels are taken from the data, without texts"
+    key_field = SCORE_KEY if any("score" in f for f in fields) else VALIDITY_KEY
+    try:
+        voc = FeedbackVocabulary(texts, key_field)
+    except ValueError as e:
+        raise DatasetError(path, None, str(e)) from None
+    return voc, (f"{path} [{', '.join(sorted(fields))}]: unknown key (expected {VALIDITY_KEY!r} or {SCORE_KEY!r}); "
+                 f"read as {key_field!r}")
 
 
 # ---- writing ---------------------------------------------------------------------------------

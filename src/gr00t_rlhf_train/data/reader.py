@@ -22,12 +22,24 @@ import pyarrow.parquet as pq
 
 from gr00t_rlhf_train.data import features as F
 from gr00t_rlhf_train.data.errors import DatasetError
-from gr00t_rlhf_train.data.meta import read_vocabulary, read_json, read_jsonl, require
+from gr00t_rlhf_train.data.meta import read_json, read_jsonl, read_vocabulary_lenient, require
 from gr00t_rlhf_train.data.quirks import QuirkLog
-from gr00t_rlhf_train.data.stats import compute_stats
+from gr00t_rlhf_train.data.stats import compute_stats, stats_mismatch
 from gr00t_rlhf_train.data.video import VideoReader
+from gr00t_rlhf_train.feedback import TASK_STYLE, FeedbackVocabulary, resolve_feedback_column
 
 _REQUIRED_COLUMNS = (F.STATE, F.ACTION, F.TIMESTAMP)
+# A video that ends more than VIDEO_SHORT_ERROR_S before the episode's last row, or misses more than
+# VIDEO_SHORT_ERROR_FRACTION of it, is an error for that episode; a shorter gap (> 1 frame) is a
+# warning. The seed datasets miss 0.2-1.2 s (<= 6 %), Reward_Results_with_505_Reward up to 2.9 s
+# (17 %): they stay readable, with a warning.
+VIDEO_SHORT_ERROR_S = 5.0
+VIDEO_SHORT_ERROR_FRACTION = 0.2
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception as one line (library messages may span several)."""
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 @dataclass(frozen=True)
@@ -40,28 +52,83 @@ class EpisodeMeta:
     video_paths: dict[str, Path]
 
 
+def _numeric_type(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+
+def _first_null(col: pa.ChunkedArray | pa.Array) -> int:
+    return int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+
+
 def vector_column(table: pa.Table, name: str, path: Path) -> np.ndarray:
-    """A list<float> (or scalar) column as a float32 array [N, D]; ragged rows are an error."""
+    """A list<number> (or scalar number) column as a float32 array [N, D].
+
+    Ragged rows, nulls and non-numeric values (e.g. strings) are a DatasetError naming the column.
+    """
     if name not in table.column_names:
         raise DatasetError(path, name, f"column is missing (columns: {table.column_names})")
     col = table.column(name).combine_chunks()
+    if col.null_count:
+        raise DatasetError(path, name, f"{col.null_count} null value(s), first at row {_first_null(col)}")
     if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type):
+        if not _numeric_type(col.type.value_type):
+            raise DatasetError(path, name, f"holds {col.type}, expected a list of numbers")
         lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
         if len(lengths) and (lengths.min() != lengths.max()):
-            raise DatasetError(path, name, f"rows have between {lengths.min()} and {lengths.max()} values")
+            raise DatasetError(path, name, f"rows have between {lengths.min()} and {lengths.max()} values "
+                               f"(row {int(np.flatnonzero(lengths != lengths[0])[0])} differs from row 0)")
+        flat = pc.list_flatten(col)
+        if flat.null_count:
+            raise DatasetError(path, name, f"{flat.null_count} null entries inside its lists")
         width = int(lengths[0]) if len(lengths) else 0
-        flat = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float32)
-        return flat.reshape(len(col), width)  # [N, D]
-    try:
-        return col.to_numpy(zero_copy_only=False).astype(np.float32)[:, None]  # [N, 1]
-    except (pa.ArrowException, TypeError, ValueError) as e:
-        raise DatasetError(path, name, f"not a numeric column ({col.type}): {e}") from None
+        return flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(col), width)  # [N, D]
+    if not _numeric_type(col.type):
+        raise DatasetError(path, name, f"not a numeric column ({col.type})")
+    return col.to_numpy(zero_copy_only=False).astype(np.float32)[:, None]  # [N, 1]
 
 
-def scalar_column(table: pa.Table, name: str, dtype, default=None) -> np.ndarray | None:
+def scalar_column(table: pa.Table, name: str, dtype, default=None, path: Path | None = None) -> np.ndarray | None:
+    """A scalar number column as ``dtype`` [N] (``default`` if absent); strings/lists/nulls: DatasetError."""
     if name not in table.column_names:
         return default
-    return table.column(name).to_numpy().astype(dtype)
+    col = table.column(name).combine_chunks()
+    if not _numeric_type(col.type):
+        raise DatasetError(path or "parquet", name, f"holds {col.type}, expected numbers")
+    if col.null_count:
+        raise DatasetError(path or "parquet", name, f"{col.null_count} null value(s), first at row {_first_null(col)}")
+    return col.to_numpy(zero_copy_only=False).astype(dtype)
+
+
+def integer_column(table: pa.Table, name: str, path: Path) -> np.ndarray | None:
+    """A column of integer labels as int64 [N]; non-integer values are a DatasetError naming the row."""
+    x = scalar_column(table, name, np.float64, None, path)
+    if x is None:
+        return None
+    bad = np.flatnonzero(~np.isfinite(x) | (x != np.round(x)))
+    if len(bad):
+        raise DatasetError(path, name, f"row {bad[0]}: {x[bad[0]]!r} is not an integer label "
+                           f"({len(bad)} such row(s))")
+    return x.astype(np.int64)
+
+
+def guard_video(path: Path, fn, *args):
+    """Call a PyAV-backed ``fn``; whatever a damaged file makes the decoder raise becomes a DatasetError."""
+    try:
+        return fn(*args)
+    except (DatasetError, IndexError, KeyError):
+        raise
+    except Exception as e:  # noqa: BLE001 - FFmpeg/PyAV fail in many ways on garbage bytes
+        raise DatasetError(path, "video", f"undecodable video ({type(e).__name__}: {_one_line(e)})") from None
+
+
+def check_finite(values: np.ndarray, path: Path, name: str, episode: int) -> None:
+    """NaN or inf anywhere in ``values`` ([N] or [N, D]) is a DatasetError naming episode, column and row."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
+        v = values[rows[0]]
+        raise DatasetError(path, name, f"episode {episode} row {rows[0]}: {v.tolist() if np.ndim(v) else float(v)} "
+                           f"is not finite ({len(rows)} such row(s))")
 
 
 class Episode:
@@ -73,20 +140,25 @@ class Episode:
         n = table.num_rows
         self.state = vector_column(table, F.STATE, p)  # [N, Ds]
         self.action = vector_column(table, F.ACTION, p)  # [N, Da]
-        ts = table.column(F.TIMESTAMP) if F.TIMESTAMP in table.column_names else None
-        if ts is None:
+        if F.TIMESTAMP not in table.column_names:
             raise DatasetError(p, F.TIMESTAMP, f"column is missing (columns: {table.column_names})")
-        self.timestamps = ts.to_numpy().astype(np.float64)  # [N] as stored (maybe absolute)
+        self.timestamps = scalar_column(table, F.TIMESTAMP, np.float64, None, p)  # [N] as stored (maybe absolute)
+        self.reward = scalar_column(table, F.REWARD, np.float32, np.zeros(n, np.float32), p)  # [N]
+        for name, values in ((F.STATE, self.state), (F.ACTION, self.action), (F.TIMESTAMP, self.timestamps),
+                             (F.REWARD, self.reward)):
+            check_finite(values, p, name, meta.index)
         self.times = self.timestamps - self.timestamps[0]  # [N] seconds since the episode start
         if n > 1 and np.any(np.diff(self.times) <= 0):
-            raise DatasetError(p, F.TIMESTAMP, "timestamps are not strictly increasing")
+            r = int(np.flatnonzero(np.diff(self.times) <= 0)[0]) + 1
+            raise DatasetError(p, F.TIMESTAMP, f"episode {meta.index} row {r}: timestamps are not strictly increasing")
         self.global_index = meta.offset + np.arange(n)  # [N]
-        done = scalar_column(table, F.DONE, bool)
+        done = scalar_column(table, F.DONE, bool, None, p)
         self.done = np.zeros(n, bool) if done is None else done.copy()  # [N]
-        self.reward = scalar_column(table, F.REWARD, np.float32, np.zeros(n, np.float32))  # [N]
-        self.task_indices = scalar_column(table, F.TASK_DESCRIPTION, np.int64,
-                                          scalar_column(table, F.TASK_INDEX, np.int64))  # [N] or None
-        self.feedback_keys = dataset._feedback_keys(table, p)  # [N] int64 or None
+        self.task_indices = integer_column(table, F.TASK_DESCRIPTION, p)  # [N] or None
+        if self.task_indices is None:
+            self.task_indices = integer_column(table, F.TASK_INDEX, p)
+        self.stored_episode_index = integer_column(table, F.EPISODE_INDEX, p)  # [N] or None, as stored
+        self.feedback_keys = dataset._feedback_keys(table, meta)  # [N] int64 or None
         dataset._check_episode(self)
 
     def __len__(self) -> int:
@@ -131,7 +203,8 @@ class Episode:
 
     def frame(self, row: int, key: str = F.EGO_VIEW) -> np.ndarray:
         """The video frame shown at row ``row``: uint8 [H, W, 3] RGB."""
-        return self.video(key).frame_at(self.times[row])
+        v = self.video(key)
+        return guard_video(v.path, v.frame_at, self.times[row])
 
     def row(self, row: int, with_video: bool = True) -> dict[str, Any]:
         """One row as a LeRobot-style sample dict."""
@@ -177,9 +250,14 @@ class LeRobotDataset:
         if fps <= 0:
             raise DatasetError(info_path, "fps", f"{fps!r} must be positive")
         self.fps = float(fps)
+        if not np.isfinite(self.fps):
+            raise DatasetError(info_path, "fps", f"{fps!r} must be finite")
         self.chunks_size = int(require(self.info, "chunks_size", info_path, types=int))
-        self.data_path_template = self.info.get("data_path", F.DATA_PATH)
-        self.video_path_template = self.info.get("video_path", F.VIDEO_PATH)
+        if self.chunks_size <= 0:
+            raise DatasetError(info_path, "chunks_size", f"{self.chunks_size} must be a positive integer")
+        self.data_path_template = self._template("data_path", F.DATA_PATH, ("episode_chunk", "episode_index"))
+        self.video_path_template = self._template("video_path", F.VIDEO_PATH,
+                                                  ("episode_chunk", "video_key", "episode_index"))
         self.robot_type = self.info.get("robot_type")
         feats = require(self.info, "features", info_path, types=dict)
         self.video_keys = [k for k, f in feats.items() if isinstance(f, dict) and
@@ -197,7 +275,12 @@ class LeRobotDataset:
         for n, row in enumerate(rows, 1):
             idx = require(row, "episode_index", ep_path, f"line {n}: ", int)
             length = require(row, "length", ep_path, f"line {n}: ", int)
-            self._listed.append((idx, length, tuple(row.get("tasks", ()))))
+            tasks = row.get("tasks", [])
+            if not isinstance(tasks, list):
+                raise DatasetError(ep_path, f"line {n}: tasks", f"{tasks!r} must be a list")
+            if length < 0:
+                raise DatasetError(ep_path, f"line {n}: length", f"{length} must not be negative")
+            self._listed.append((idx, length, tuple(tasks)))
         idxs = [i for i, _, _ in self._listed]
         if idxs != list(range(len(idxs))):
             raise DatasetError(ep_path, "episode_index", "episodes must be listed as 0, 1, 2, ... in order")
@@ -216,13 +299,41 @@ class LeRobotDataset:
             self.quirks.report("modality-next", f"{mod_path} [next]: missing; next.reward and next.done are read from "
                                "the parquet columns")
 
+        for group in ("state", "action"):
+            if not isinstance(self.modality.get(group, {}), dict):
+                raise DatasetError(mod_path, group, f"must be an object of name -> {{start, end}}, "
+                                   f"got {type(self.modality[group]).__name__}")
+
         rew_path = r / F.REWARDS
         self.vocabulary = None
-        if rew_path.is_file():
-            self.vocabulary = read_vocabulary(rew_path)
+        if rew_path.is_file() or rew_path.exists():
+            self.vocabulary, problem = read_vocabulary_lenient(rew_path)
+            if problem:
+                self.quirks.report("rewards-vocabulary", problem)
         else:
             self.quirks.report("no-rewards", f"{rew_path}: missing; no feedback texts")
         self.stats_path = r / F.STATS
+        self._feedback: dict[str, tuple] = {}  # column -> (FeedbackColumn or None, error), on first use
+        self._rewards_problem_labels: list[int] | None = None
+
+    def _template(self, key: str, default: str, fields: tuple[str, ...]) -> str:
+        """A path template of info.json, checked by formatting it once (bad ones name the field)."""
+        info_path = self.root / F.INFO
+        t = self.info.get(key, default)
+        if not isinstance(t, str) or not t:
+            raise DatasetError(info_path, key, f"{t!r} must be a non-empty path template like {default!r}")
+        try:
+            sample = t.format(**{f: (0 if f != "video_key" else "k") for f in fields})
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
+            raise DatasetError(info_path, key, f"{t!r} is not a valid template ({type(e).__name__}: {e}); "
+                               f"fields: {', '.join(fields)}") from None
+        if Path(sample).is_absolute() or ".." in Path(sample).parts:
+            raise DatasetError(info_path, key, f"{t!r} must be a path inside the dataset")
+        return t
+
+    def _feature(self, key: str) -> dict:
+        f = self.info["features"].get(key, {})
+        return f if isinstance(f, dict) else {}
 
     def _load_footers(self) -> None:
         self.episodes: list[EpisodeMeta] = []
@@ -232,14 +343,15 @@ class LeRobotDataset:
             chunk = idx // self.chunks_size
             dp = self.root / self.data_path_template.format(episode_chunk=chunk, episode_index=idx)
             if not dp.is_file():
-                raise DatasetError(dp, "data", f"parquet file of episode {idx} is missing")
+                what = "is not a regular file" if dp.exists() else "is missing"
+                raise DatasetError(dp, "data", f"parquet file of episode {idx} {what}")
             try:
                 md = pq.ParquetFile(dp).metadata
-            except (pa.ArrowException, OSError) as e:
-                raise DatasetError(dp, "data", f"unreadable parquet ({e})") from None
+                names = tuple(md.schema.to_arrow_schema().names)
+            except (pa.ArrowException, OSError, ValueError, TypeError, IndexError) as e:
+                raise DatasetError(dp, "data", f"unreadable parquet ({_one_line(e)})") from None
             if md.num_rows == 0:
                 raise DatasetError(dp, "data", "episode has no rows")
-            names = tuple(md.schema.to_arrow_schema().names)
             if columns is None:
                 columns = names
                 for c in _REQUIRED_COLUMNS:
@@ -254,7 +366,8 @@ class LeRobotDataset:
                    for k in self.video_keys}
             for k, vp in vps.items():
                 if not vp.is_file():
-                    raise DatasetError(vp, k, f"video of episode {idx} is missing")
+                    what = "is not a regular file" if vp.exists() else "is missing"
+                    raise DatasetError(vp, k, f"video of episode {idx} {what}")
             self.episodes.append(EpisodeMeta(idx, md.num_rows, offset, tasks, dp, vps))
             offset += md.num_rows
         self.columns = columns
@@ -291,9 +404,11 @@ class LeRobotDataset:
             for name, spec in (self.modality.get(group) or {}).items():
                 start = require(spec, "start", mod_path, f"{group}.{name}.", int)
                 end = require(spec, "end", mod_path, f"{group}.{name}.", int)
+                if not 0 <= start < end:
+                    raise DatasetError(mod_path, f"{group}.{name}", f"start {start} / end {end}: need 0 <= start < end")
                 slices[f"{group}.{name}"] = (column, start, end)
         state_end = max((e for c, _, e in slices.values() if c == F.STATE), default=0)
-        declared = self.info["features"].get(F.STATE, {}).get("shape", [state_width])
+        declared = self._feature(F.STATE).get("shape", [state_width])
         if state_end != state_width or declared != [state_width]:
             if state_width == len(F.STATE_NAMES):
                 self.quirks.report("state-width", f"{path} [{F.STATE}]: has {state_width} values while info.json says "
@@ -339,18 +454,91 @@ class LeRobotDataset:
         if rtype is not None and not pa.types.is_floating(rtype):
             self.quirks.report("reward-dtype", f"{p} [{F.REWARD}]: stored as {rtype}; read as float32")
 
-    def _feedback_keys(self, table: pa.Table, path: Path) -> np.ndarray | None:
+    def _feedback_field(self, columns) -> str:
+        """The parquet column holding feedback: the vocabulary's key field, else the validity column."""
         voc = self.vocabulary
         field = voc.key_field if voc is not None else F.VALIDITY
-        if field not in table.column_names and field == F.SCORE and F.REWARD in table.column_names:
-            self.quirks.report("score-key", f"{self.root / F.REWARDS} [{F.SCORE}]: the vocabulary is keyed by scores but "
-                               f"the parquet has no such column; scores are read from {F.REWARD}")
-            field = F.REWARD
-        keys = scalar_column(table, field, np.int64)
-        if keys is not None and voc is not None:
-            unknown = sorted(set(np.unique(keys).tolist()) - set(voc.texts))
-            if unknown:
-                raise DatasetError(path, field, f"feedback keys {unknown} are not in rewards.jsonl {sorted(voc.texts)}")
+        if field not in columns and field == F.SCORE:
+            if F.VALIDITY in columns and self._column_style(F.VALIDITY) == TASK_STYLE:
+                return F.VALIDITY  # our writer: scores stored as task indices of their texts
+            if F.REWARD in columns:
+                self.quirks.report("score-key", f"{self.root / F.REWARDS} [{F.SCORE}]: the vocabulary is keyed by "
+                                   f"scores but the parquet has no such column; scores are read from {F.REWARD}")
+                return F.REWARD
+        return field
+
+    def _scan_labels(self, field: str) -> list[int]:
+        """The integer values of ``field`` in every readable episode (unreadable ones fail on their own)."""
+        found: set[int] = set()
+        for e in self.episodes:
+            try:
+                t = pq.read_table(e.data_path, columns=[field])
+                found.update(np.unique(integer_column(t, field, e.data_path)).tolist())
+            except (DatasetError, pa.ArrowException, OSError, ValueError, TypeError, KeyError):
+                continue
+        return sorted(found)
+
+    def _resolution(self, field: str):
+        """(FeedbackColumn or None, error text or None): the dataset-wide reading of a feedback column."""
+        if field not in self._feedback:
+            try:
+                self._feedback[field] = (resolve_feedback_column(self._scan_labels(field), self.tasks,
+                                                                 self.vocabulary), None)
+            except ValueError as e:
+                self._feedback[field] = (None, str(e))
+        return self._feedback[field]
+
+    def _column_style(self, field: str) -> str | None:
+        """Dataset-wide style of a feedback column (see feedback.resolve_feedback_column); None: mixed."""
+        res = self._resolution(field)[0]
+        return None if res is None else res.style
+
+    def _extend_vocabulary(self, labels, field: str) -> None:
+        """Labels found in the data but not in rewards.jsonl: warn, and add them (text = the label)."""
+        voc = self.vocabulary
+        texts = dict(voc.texts)
+        for k in labels:
+            texts[int(k)] = texts.get(int(k), str(k))
+        self.quirks.report("feedback-unknown", f"{self.root / F.REWARDS} [{field}]: labels {list(labels)} found in the "
+                           f"data are not in the vocabulary {voc.keys}; added with their number as text")
+        try:
+            self.vocabulary = FeedbackVocabulary(texts, voc.key_field, voc.default)
+        except ValueError as e:
+            raise DatasetError(self.root / F.REWARDS, field, f"cannot add labels {list(labels)}: {e}") from None
+
+    def _feedback_keys(self, table: pa.Table, meta: EpisodeMeta) -> np.ndarray | None:
+        """The feedback key of every row (either storage style), or None if the dataset has none."""
+        path = meta.data_path
+        if self.vocabulary is None:
+            if self._rewards_problem_labels is None and (self.root / F.REWARDS).exists():
+                labels = self._scan_labels(F.VALIDITY)
+                self._rewards_problem_labels = labels
+                if labels:
+                    self.vocabulary = FeedbackVocabulary({k: str(k) for k in labels}, F.VALIDITY)
+            if self.vocabulary is None:
+                return integer_column(table, F.VALIDITY, path)
+        field = self._feedback_field(table.column_names)
+        values = integer_column(table, field, path)
+        if values is None:
+            return None
+        res, mixed = self._resolution(field)
+        if res is None:
+            self.quirks.report("feedback-mixed", f"{self.root / F.REWARDS} [{field}]: {mixed}; resolved per episode")
+            try:
+                res = resolve_feedback_column(np.unique(values).tolist(), self.tasks, self.vocabulary)
+            except ValueError as e:
+                raise DatasetError(path, field, f"episode {meta.index}: {e}") from None
+        if res.note:
+            self.quirks.report("feedback-ambiguous", f"{self.root / F.REWARDS} [{field}]: {res.note}")
+        uniq, inverse = np.unique(values, return_inverse=True)
+        missing = [int(v) for v in uniq if int(v) not in res.keys]
+        if missing:
+            raise DatasetError(path, field, f"episode {meta.index}: values {missing} are neither feedback keys "
+                               f"{self.vocabulary.keys} nor task indices of feedback texts")
+        keys = np.array([res.keys[int(v)] for v in uniq], np.int64)[inverse]  # [N]
+        unknown = sorted(set(keys.tolist()) - set(self.vocabulary.texts))
+        if unknown:
+            self._extend_vocabulary(unknown, field)
         return keys
 
     # ---- episodes and rows --------------------------------------------------------------------
@@ -369,8 +557,11 @@ class LeRobotDataset:
             meta = self.episodes[i]
             try:
                 table = pq.read_table(meta.data_path)
-            except (pa.ArrowException, OSError) as e:
-                raise DatasetError(meta.data_path, "data", f"unreadable parquet ({e})") from None
+            except (pa.ArrowException, OSError, ValueError, TypeError, IndexError) as e:
+                raise DatasetError(meta.data_path, "data", f"unreadable parquet ({_one_line(e)})") from None
+            if table.num_rows != meta.length:
+                raise DatasetError(meta.data_path, "data", f"episode {i}: has {table.num_rows} rows, its footer said "
+                                   f"{meta.length} (file changed while open?)")
             ep = Episode(self, meta, table)
             self._episodes[i] = ep
             while len(self._episodes) > self._episode_cache:
@@ -400,8 +591,12 @@ class LeRobotDataset:
         if v is None:
             if key not in meta.video_paths:
                 raise KeyError(f"{self.root}: no video key {key!r} (known: {self.video_keys})")
-            v = VideoReader(meta.video_paths[key])
-            self._check_video(meta, key, v)
+            v = guard_video(meta.video_paths[key], VideoReader, meta.video_paths[key])
+            try:
+                self._check_video(meta, key, v)
+            except DatasetError:
+                v.close()
+                raise
             self._videos[k] = v
             while len(self._videos) > self._video_cache:
                 self._videos.popitem(last=False)[1].close()
@@ -410,17 +605,23 @@ class LeRobotDataset:
         return v
 
     def _check_video(self, meta: EpisodeMeta, key: str, v: VideoReader) -> None:
-        feat = self.info["features"].get(key, {})
+        feat = self._feature(key)
         vinfo = feat.get("video_info", {})
-        said = vinfo.get("video.codec")
+        said = vinfo.get("video.codec") if isinstance(vinfo, dict) else None
         if said is not None and said != v.codec:
             self.quirks.report("video-codec", f"{v.path} [{key}]: info.json says codec {said!r}, the file is {v.codec!r}")
         shape = feat.get("shape")
-        if shape and list(shape[:2]) != list(v.size):
+        if isinstance(shape, list) and shape and list(shape[:2]) != list(v.size):
             self.quirks.report("video-size", f"{v.path} [{key}]: info.json says {shape[0]}x{shape[1]} (HxW), "
                                f"the video is {v.size[0]}x{v.size[1]}")
         ep = self.episode(meta.index)
-        short = ep.times[-1] - (v.frame_times[-1] + 1.0 / self.fps)
+        duration = ep.times[-1] + 1.0 / self.fps  # the episode as its rows cover it
+        covered = v.frame_times[-1] + 1.0 / self.fps
+        short = duration - covered
+        if short > VIDEO_SHORT_ERROR_S or short > VIDEO_SHORT_ERROR_FRACTION * duration:
+            raise DatasetError(v.path, key, f"episode {meta.index}: the video covers {covered:.2f}s of the episode's "
+                               f"{duration:.2f}s ({short:.2f}s, {100 * short / duration:.0f}% missing; at most "
+                               f"{VIDEO_SHORT_ERROR_S:g}s and {100 * VIDEO_SHORT_ERROR_FRACTION:g}% may be missing)")
         if short > 1.0 / self.fps:
             self.quirks.report("video-short", f"{v.path} [{key}]: the video ends {short:.2f}s before the last parquet row; "
                                "the last rows reuse the last frame")
@@ -440,18 +641,18 @@ class LeRobotDataset:
 
     @cached_property
     def stats(self) -> dict[str, dict[str, list[float]]]:
-        """meta/stats.json if it matches the data, else statistics computed from the data."""
-        if self.stats_path.is_file():
-            stored = read_json(self.stats_path)
-            ep0 = self.episode(0)
-            widths = {F.STATE: ep0.state.shape[1], F.ACTION: ep0.action.shape[1]}
-            if all(isinstance(stored.get(k), dict) and len(stored[k].get("mean", [])) == w for k, w in widths.items()):
-                return stored
-            self.quirks.report("stats", f"{self.stats_path} [{F.STATE}]: does not match the data widths {widths}; "
-                               "recomputed from the data")
-        else:
+        """meta/stats.json if it matches the data, else statistics computed from the data (and a warning)."""
+        computed = self.compute_stats()
+        if not self.stats_path.exists():
             self.quirks.report("stats", f"{self.stats_path}: missing; recomputed from the data")
-        return self.compute_stats()
+            return computed
+        stored = read_json(self.stats_path)
+        problems = stats_mismatch(stored, computed, (F.STATE, F.ACTION, F.REWARD))
+        if problems:
+            self.quirks.report("stats", f"{self.stats_path}: does not match the data ({'; '.join(problems)}); "
+                               "recomputed from the data")
+            return computed
+        return stored
 
     def close(self) -> None:
         for v in self._videos.values():
