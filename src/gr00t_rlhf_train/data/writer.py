@@ -39,7 +39,7 @@ import numpy as np
 from gr00t_rlhf_train.data import features as F
 from gr00t_rlhf_train.data import staging as S
 from gr00t_rlhf_train.data.errors import DatasetError, DatasetWriteError
-from gr00t_rlhf_train.feedback import FeedbackVocabulary
+from gr00t_rlhf_train.feedback import TASK_STYLE, FeedbackVocabulary, resolve_feedback_column
 from gr00t_rlhf_train.data.meta import (read_vocabulary, fsync_dir, read_json, read_jsonl, write_json_atomic,
                                         write_jsonl_atomic)
 from gr00t_rlhf_train.data.stats import compute_stats
@@ -125,7 +125,6 @@ class DatasetWriter:
         if not isinstance(chunks_size, int) or chunks_size < 1:
             raise ValueError(f"DatasetWriter.create: chunks_size={chunks_size!r} must be a positive integer")
         voc = FeedbackVocabulary.of(vocabulary)
-        _check_distinct_texts(voc, "DatasetWriter.create: vocabulary")
         try:
             (root / F.META_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -158,12 +157,11 @@ class DatasetWriter:
         columns = {k: [] for k in F.STATS_KEYS}
         if episodes:
             ds = LeRobotDataset(root, warn=False)
-            feedback_tasks = {i for i, t in enumerate(tasks) if t in set(voc.texts.values())}
-            for meta in ds.episodes:
-                cols = record_columns(meta.data_path)
-                _check_feedback_indices(cols.get(F.VALIDITY), feedback_tasks, meta.data_path)
-                for k, v in cols.items():
+            paths = [meta.data_path for meta in ds.episodes]
+            for path in paths:
+                for k, v in record_columns(path).items():
                     columns[k].append(v)
+            _check_task_style(columns[F.VALIDITY], paths, dict(enumerate(tasks)), voc)
         w = cls(root, info, episodes, tasks, voc, columns, crf, preset, low_latency, gop_frames)
         w._settle_staging()
         w._write_meta()
@@ -306,25 +304,23 @@ class DatasetWriter:
         return self._commit_staged(stage, record)
 
 
-def _check_distinct_texts(voc: FeedbackVocabulary, where: str) -> None:
-    """Feedback texts are stored as tasks: two keys with one text could not be told apart."""
-    seen: dict[str, int] = {}
-    for k in voc.keys:
-        if voc.texts[k] in seen:
-            raise ValueError(f"{where}: keys {seen[voc.texts[k]]} and {k} have the same text {voc.texts[k]!r}; "
-                             "feedback texts must be distinct (they are stored as tasks)")
-        seen[voc.texts[k]] = k
-
-
-def _check_feedback_indices(column: np.ndarray | None, feedback_tasks: set[int], parquet: Path) -> None:
-    """Refuse to append to a dataset whose annotation.human.validity column does not hold task indices."""
-    if column is None:
+def _check_task_style(columns: list[np.ndarray], paths: list[Path], tasks: dict[int, str],
+                      voc: FeedbackVocabulary) -> None:
+    """Refuse to append unless annotation.human.validity holds task indices (the reader's rule)."""
+    if len(columns) != len(paths):
+        raise DatasetError(paths[0].parent, F.VALIDITY, "missing in some episodes; cannot append to this dataset")
+    try:
+        style = resolve_feedback_column(np.unique(np.concatenate(columns)).tolist(), tasks, voc).style
+    except ValueError as e:
+        style, why = None, str(e)
+    if style == TASK_STYLE:
         return
-    bad = sorted(set(np.unique(column).tolist()) - feedback_tasks)
-    if bad:
-        raise DatasetError(parquet, F.VALIDITY, f"values {bad[:5]} are not indices of feedback texts in tasks.jsonl "
-                           "(feedback keys, the seed style); this writer stores task indices and cannot append "
-                           "to such a dataset: write a new one")
+    feedback_tasks = {i for i, t in tasks.items() if t in set(voc.texts.values())}
+    path, bad = next((p, sorted(set(np.unique(c).tolist()) - feedback_tasks)) for p, c in zip(paths, columns)
+                     if set(np.unique(c).tolist()) - feedback_tasks)
+    raise DatasetError(path, F.VALIDITY, f"values {bad[:5]} are not indices of feedback texts in tasks.jsonl "
+                       f"({'feedback keys, the seed style' if style else why}); this writer stores task indices "
+                       "and cannot append to such a dataset: write a new one")
 
 
 def record_columns(parquet: Path) -> dict[str, np.ndarray]:

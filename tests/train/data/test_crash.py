@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import av
 import numpy as np
 
 from synth_dataset import make_dataset
@@ -61,6 +62,24 @@ def test_sigkill_mid_episode_keeps_earlier_episodes_and_resume_recovers(tmp_path
     assert ep.global_index.tolist() == list(range(13, 13 + kept))
     ep.frame(kept - 1)
     assert not (root / F.STAGING_DIR / "episode_000002").exists()
+    with av.open(str(ds.episodes[2].video_paths[F.EGO_VIEW])) as c:  # an ordinary MP4, like a normal commit
+        assert c.streams.video[0].frames == kept
+    assert ds.tasks[ep.table.column(F.VALIDITY)[0].as_py()] == "Doing good"  # keys -> task indices on recovery too
+
+
+def test_crash_between_remux_and_commit_keeps_every_frame(tmp_path):
+    """Killed after the commit's remux replaced the staged video, before commit.json: nothing is lost."""
+    from gr00t_rlhf_train.data import staging as S
+    from gr00t_rlhf_train.data.video import remux
+
+    root = tmp_path / "ds"
+    make_dataset(root, episodes=1, frames=4)
+    record_and_kill(root, frames=12)
+    stage = root / F.STAGING_DIR / "episode_000001"
+    frames = remux(stage / S.VIDEO, stage / S.VIDEO)  # what commit() does before writing commit.json
+    assert frames >= 1  # (the last few frames may still have been queued in the encoder when killed)
+    w = DatasetWriter.resume(root)
+    assert w.resume_report.recovered == {1: frames}  # a complete MP4: no last packet dropped as maybe torn
 
 
 def test_sigkill_before_any_frame_is_discarded_on_resume(tmp_path):

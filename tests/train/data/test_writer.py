@@ -141,3 +141,36 @@ def test_bad_frames_are_rejected_with_the_parameter_named(tmp_path):
         w.start_episode("t2")
     with pytest.raises(Exception, match="not empty"):
         DatasetWriter.create(tmp_path / "d", fps=10, image_size=(64, 96), vocabulary=BINARY)
+
+
+def test_bad_gop_and_ambiguous_vocabulary_are_refused_naming_the_parameter(tmp_path):
+    with pytest.raises(ValueError, match="gop_frames=0 must be a positive integer"):
+        DatasetWriter.create(tmp_path / "a", fps=10, image_size=(64, 96), vocabulary=BINARY, gop_frames=0)
+    with pytest.raises(ValueError, match="keys 0 and 1 share the text 'same'"):
+        DatasetWriter.create(tmp_path / "b", fps=10, image_size=(64, 96), vocabulary={0: "same", 1: "same"})
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_gop_frames_sets_the_keyframe_interval(tmp_path):
+    import av
+
+    w = DatasetWriter.create(tmp_path / "d", fps=10, image_size=(64, 96), vocabulary=BINARY, gop_frames=3)
+    write_episode(w, 0, 7)
+    path = LeRobotDataset(tmp_path / "d").episodes[0].video_paths[F.EGO_VIEW]
+    with av.open(str(path)) as c:
+        assert [p.is_keyframe for p in c.demux(video=0) if p.size] == [i % 3 == 0 for i in range(7)]
+
+
+def test_resume_refuses_a_dataset_with_feedback_keys_in_the_annotation_column(tiny_dataset):
+    """The seed style (keys in annotation.human.validity): appending would mix two meanings of the column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root, truth = tiny_dataset
+    meta = LeRobotDataset(root).episodes[0]
+    t = pq.read_table(meta.data_path)
+    keys = pa.array(np.array(truth[0].validity, np.int64))
+    pq.write_table(t.set_column(t.schema.get_field_index(F.VALIDITY), F.VALIDITY, keys), meta.data_path)
+    with pytest.raises(Exception, match=r"episode_000000.parquet \[annotation.human.validity\]: values \[0\] are not "
+                                        "indices of feedback texts"):
+        DatasetWriter.resume(root)
