@@ -51,19 +51,29 @@ def summary(ds) -> list[str]:
 
 
 def _report(path: str, with_summary: bool, decode: bool) -> int:
-    rep = validate(path, decode=decode)
+    try:
+        rep = validate(path, decode=decode)
+    except Exception as e:  # noqa: BLE001 - last resort: one line, never a traceback (a reader bug)
+        print(f"error: {path}: unexpected {type(e).__name__} while reading: {' '.join(str(e).split())}", file=sys.stderr)
+        print("INVALID: 1 error(s), 0 warning(s)")
+        return 1
     if with_summary and rep.dataset is not None and rep.ok:
         try:
             print("\n".join(summary(rep.dataset)))
         except DatasetError as e:
             rep.errors.append(str(e))
     for w in rep.warnings:
-        print(f"warning: {w}")
+        print(f"warning: {_one_line(w)}")
     for e in rep.errors:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
     status = "OK" if rep.ok else "INVALID"
     print(f"{status}: {len(rep.errors)} error(s), {len(rep.warnings)} warning(s)")
     return 0 if rep.ok else 1
+
+
+def _one_line(text: str) -> str:
+    """Messages may quote file contents or library errors with newlines: print each as one line."""
+    return " ".join(str(text).split())
 
 
 def cmd_info(args: argparse.Namespace) -> int:

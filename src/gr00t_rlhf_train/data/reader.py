@@ -104,7 +104,8 @@ def integer_column(table: pa.Table, name: str, path: Path) -> np.ndarray | None:
     x = scalar_column(table, name, np.float64, None, path)
     if x is None:
         return None
-    bad = np.flatnonzero(~np.isfinite(x) | (x != np.round(x)))
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~np.isfinite(x) | (x != np.round(x)) | (np.abs(x) > 2.0**53))
     if len(bad):
         raise DatasetError(path, name, f"row {bad[0]}: {x[bad[0]]!r} is not an integer label "
                            f"({len(bad)} such row(s))")
@@ -154,9 +155,12 @@ class Episode:
         self.global_index = meta.offset + np.arange(n)  # [N]
         done = scalar_column(table, F.DONE, bool, None, p)
         self.done = np.zeros(n, bool) if done is None else done.copy()  # [N]
-        self.task_indices = integer_column(table, F.TASK_DESCRIPTION, p)  # [N] or None
-        if self.task_indices is None:
-            self.task_indices = integer_column(table, F.TASK_INDEX, p)
+        self.task_indices = None  # [N] or None: tasks.jsonl index of every row's instruction
+        for name in (F.TASK_INDEX, F.TASK_DESCRIPTION):  # both hold task indices (GR00T and seed style)
+            idx = integer_column(table, name, p)
+            if idx is not None:
+                dataset._check_task_indices(idx, p, name, meta.index)
+                self.task_indices = idx
         self.stored_episode_index = integer_column(table, F.EPISODE_INDEX, p)  # [N] or None, as stored
         self.feedback_keys = dataset._feedback_keys(table, meta)  # [N] int64 or None
         dataset._check_episode(self)
@@ -260,6 +264,9 @@ class LeRobotDataset:
                                                   ("episode_chunk", "video_key", "episode_index"))
         self.robot_type = self.info.get("robot_type")
         feats = require(self.info, "features", info_path, types=dict)
+        for k, f in feats.items():
+            if not isinstance(f, dict):
+                raise DatasetError(info_path, f"features.{k}", f"{f!r} must be an object (dtype, shape, ...)")
         self.video_keys = [k for k, f in feats.items() if isinstance(f, dict) and
                            (f.get("dtype") == "video" or k.startswith("observation.images."))]
         for k in self.video_keys:
@@ -442,7 +449,7 @@ class LeRobotDataset:
             self.quirks.report("row-rate", f"{p} [{F.TIMESTAMP}]: rows every {np.median(dt):.3f}s while the video is "
                                f"{self.fps:g} fps; each row gets the latest frame at or before it")
         if F.INDEX in ep.table.column_names:
-            stored = ep.table.column(F.INDEX).to_numpy()
+            stored = integer_column(ep.table, F.INDEX, p)
             if not np.array_equal(stored, ep.global_index):
                 self.quirks.report("index", f"{p} [{F.INDEX}]: not the global row index (episode {ep.index} starts at "
                                    f"{stored[0]}, expected {ep.global_index[0]}); recomputed")
@@ -453,6 +460,12 @@ class LeRobotDataset:
         rtype = ep.table.schema.field(F.REWARD).type if F.REWARD in ep.table.column_names else None
         if rtype is not None and not pa.types.is_floating(rtype):
             self.quirks.report("reward-dtype", f"{p} [{F.REWARD}]: stored as {rtype}; read as float32")
+
+    def _check_task_indices(self, idx: np.ndarray, path: Path, name: str, episode: int) -> None:
+        bad = np.flatnonzero(~np.isin(idx, np.fromiter(self.tasks, np.int64, len(self.tasks))))
+        if len(bad):
+            raise DatasetError(path, name, f"episode {episode} row {bad[0]}: task index {idx[bad[0]]} is not in "
+                               f"{F.TASKS} (indices {sorted(self.tasks)[:10]})")
 
     def _feedback_field(self, columns) -> str:
         """The parquet column holding feedback: the vocabulary's key field, else the validity column."""
