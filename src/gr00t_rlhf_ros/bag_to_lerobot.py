@@ -10,10 +10,20 @@ Episodes come from (``--split``):
   other message type or text starts a new episode);
 - ``gap``: a pause of more than ``--gap`` seconds in the camera stream ends an episode;
 - ``auto`` (default): services if the bag has them, else ``topic`` if given, else ``gap``.
+
+Topic names: the contract's names (and ``--topic`` values) are resolved in ``--namespace`` (default
+``/``) as a node there would: ``camera/image_raw`` is ``/robot1/camera/image_raw`` in a bag of a
+robot run under ``__ns:=/robot1``; absolute names are taken as they are.
+
+The bag may be a rosbag2 directory or one .mcap/.db3 file; a damaged or cut-off bag is converted
+as far as it can be read, and what was repaired or lost is listed among the report's problems.
+``rosbags`` is needed only when a bag is read: without it (the training profile) this module
+still imports, and converting says which package is missing.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +39,26 @@ from gr00t_rlhf_train.data.writer import DatasetWriter
 from gr00t_rlhf_train.feedback import FeedbackVocabulary, load_vocabulary
 
 REQUIRED = ("camera", "joint_states", "imu")
+_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
+_NAMESPACE = re.compile(rf"/|(/{_TOKEN})+")
+_NAME = re.compile(rf"/?{_TOKEN}(/{_TOKEN})*")
+
+
+def namespace_of(text: str) -> str:
+    """``text`` as an absolute ROS namespace ("robot1" and "/robot1/" give "/robot1")."""
+    ns = "/" + text.strip().strip("/") if text.strip().strip("/") else "/"
+    if not _NAMESPACE.fullmatch(ns):
+        raise ValueError(f"--namespace: {text!r} is not a ROS namespace (e.g. /robot1)")
+    return ns
+
+
+def resolve_name(name: str, namespace: str = "/") -> str:
+    """The absolute topic name of ``name`` for a node in ``namespace`` (what a bag records)."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"topic name {name!r} is not a ROS name (tokens of letters, digits and _ joined by /)")
+    if name.startswith("/"):
+        return name
+    return f"{namespace.rstrip('/')}/{name}"
 SPLIT_MODES = ("auto", "services", "topic", "gap", "none")
 
 
@@ -49,9 +79,10 @@ class ConversionReport:
         return s + "".join(f"\n  problem: {p}" for p in self.problems)
 
 
-def _service_events(reader: BagReader, contract: Contract) -> list[tuple[float, str]]:
+def _service_events(reader: BagReader, contract: Contract, namespace: str = "/") -> list[tuple[float, str]]:
     """(time, "start"|"stop"|"discard") from the recorder's service-event topics."""
-    topics = {f"{contract.service(f'{k}_episode').name}/_service_event": k for k in ("start", "stop", "discard")}
+    topics = {f"{resolve_name(contract.service(f'{k}_episode').name, namespace)}/_service_event": k
+              for k in ("start", "stop", "discard")}
     present = [t for t, ty in reader.topics.items() if t in topics and ty == TRIGGER_EVENT]
     events = {REQUEST_SENT: [], REQUEST_RECEIVED: []}
     for topic, t, kind in reader.service_events(present):
@@ -90,14 +121,22 @@ def _gap_events(reader: BagReader, camera: str, gap: float) -> list[tuple[float,
 def convert(bag: str | Path, output: str | Path, *, contract: Contract | None = None,
             topics: dict[str, str] | None = None, vocabulary: FeedbackVocabulary | str = "binary",
             config: RecorderConfig | None = None, split: str = "auto", split_topic: str | None = None,
-            gap: float = 2.0, task: str = "", append: bool = False, progress: bool = True) -> ConversionReport:
-    """Convert ``bag`` into the dataset at ``output``; one bad episode does not stop the others."""
+            gap: float = 2.0, task: str = "", append: bool = False, progress: bool = True,
+            namespace: str = "/") -> ConversionReport:
+    """Convert ``bag`` into the dataset at ``output``; one bad episode does not stop the others.
+
+    ``topics`` maps contract keys to other names; these and the contract's names are resolved in
+    ``namespace``. Repairs made to read a damaged bag are listed in the report's problems."""
     contract = contract or load_contract()
-    names = {k: contract.topic(k).name for k in INPUT_TOPICS}
+    namespace = namespace_of(namespace)
+    names = {k: resolve_name(contract.topic(k).name, namespace) for k in INPUT_TOPICS}
     for k, v in (topics or {}).items():
         if k not in names:
             raise ValueError(f"--topic {k}={v}: unknown key (known: {', '.join(INPUT_TOPICS)})")
-        names[k] = v
+        try:
+            names[k] = resolve_name(v, namespace)
+        except ValueError as e:
+            raise ValueError(f"--topic {k}={v}: {e}") from None
     if split not in SPLIT_MODES:
         raise ValueError(f"--split: {split!r} is not one of {SPLIT_MODES}")
     vocab = load_vocabulary(vocabulary) if isinstance(vocabulary, str) else vocabulary
@@ -107,20 +146,24 @@ def convert(bag: str | Path, output: str | Path, *, contract: Contract | None = 
     with BagReader(bag) as reader:
         for key in REQUIRED:
             reader.require(names[key], contract.topic(key).type, key)
-        first_image = next(reader.messages([names["camera"]])).msg
+        first = next(reader.messages([names["camera"]]), None)
+        if first is None:
+            raise BagError(f"{reader.path}: no readable message on the camera topic {names['camera']!r}"
+                           + "".join(f"; {n}" for n in reader.notes))
+        first_image = first.msg
         image = image_msg_to_rgb(first_image, names["camera"])  # unknown encodings fail here, clearly
 
         if split == "auto":
-            events = _service_events(reader, contract)
+            events = _service_events(reader, contract, namespace)
             split = "services" if events else ("topic" if split_topic else "gap")
         if split == "services":
-            events = _service_events(reader, contract)
+            events = _service_events(reader, contract, namespace)
             if not events:
                 raise BagError(f"{reader.path}: --split services, but the bag has no recorder service events")
         elif split == "topic":
             if not split_topic:
                 raise ValueError("--split topic needs --split-topic NAME")
-            events = _topic_events(reader, split_topic)
+            events = _topic_events(reader, resolve_name(split_topic, namespace))
         elif split == "gap":
             events = _gap_events(reader, names["camera"], gap)
         else:
@@ -189,6 +232,7 @@ def convert(bag: str | Path, output: str | Path, *, contract: Contract | None = 
         if recorder.recording:  # no stop at the end of the bag: the episode ends with the bag
             apply(t_last, "stop")
         report.bag_seconds = (t_last - t_first) if t_first is not None else 0.0
+        report.problems[:0] = reader.notes  # what was repaired or lost in reading the bag comes first
     return report
 
 
@@ -197,7 +241,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("bag", help="rosbag2 directory (sqlite3 or mcap), or a single .mcap/.db3 file")
     p.add_argument("output", help="dataset directory to create (or to append to with --append)")
     p.add_argument("--topic", action="append", default=[], metavar="KEY=NAME",
-                   help=f"topic name for a contract key ({', '.join(INPUT_TOPICS)}), e.g. camera=/front/image")
+                   help=f"topic name for a contract key ({', '.join(INPUT_TOPICS)}), e.g. camera=/front/image "
+                        "(a relative name is resolved in --namespace)")
+    p.add_argument("--namespace", default="/",
+                   help="namespace the robot ran in (its __ns, e.g. /robot1): the contract's relative topic "
+                        "names are resolved in it (default: /)")
     p.add_argument("--split", default="auto", choices=SPLIT_MODES, help="how episodes are delimited")
     p.add_argument("--split-topic", default=None, help="topic whose messages delimit episodes (--split topic)")
     p.add_argument("--gap", type=float, default=2.0, help="seconds without camera images that end an episode")
@@ -221,7 +269,7 @@ def run(args) -> int:
     try:
         report = convert(args.bag, args.output, contract=contract, topics=topics, vocabulary=args.vocabulary,
                          config=config, split=args.split, split_topic=args.split_topic, gap=args.gap, task=args.task,
-                         append=args.append, progress=not args.no_progress)
+                         append=args.append, progress=not args.no_progress, namespace=args.namespace)
     except (BagError, DatasetError, ValueError, OSError) as e:
         print(f"bag_to_lerobot: error: {e}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from gr00t_rlhf_ros.bag import REQUEST_RECEIVED, TRIGGER_EVENT, BagWriter, typestore
+from gr00t_rlhf_ros.bag_to_lerobot import resolve_name
 from gr00t_rlhf_ros.contract import load_contract
 
 T = typestore().types
@@ -67,9 +68,19 @@ def service_event(t: float):
     return T[TRIGGER_EVENT](info=info, request=[], response=[])
 
 
+def topic_name(key: str, namespace: str = "/") -> str:
+    """The absolute name a bag records for contract topic ``key`` of a robot in ``namespace``."""
+    return resolve_name(load_contract().topic(key).name, namespace)
+
+
+def service_event_topic(key: str, namespace: str = "/") -> str:
+    return resolve_name(load_contract().service(key).name, namespace) + "/_service_event"
+
+
 def recording(episodes=((1.0, 4.0), (5.0, 8.0)), discarded=((9.0, 10.0),), jitter: float = 0.004,
-              encoding: str = "rgb8", with_camera: bool = True, seed: int = 0):
-    """[(log_time, topic, msgtype, msg)] of a drive with episodes recorded through the services."""
+              encoding: str = "rgb8", with_camera: bool = True, seed: int = 0, namespace: str = "/"):
+    """[(log_time, topic, msgtype, msg)] of a drive with episodes recorded through the services;
+    topic names are absolute, as in a bag of a robot run in ``namespace``."""
     c = load_contract()
     rng = np.random.default_rng(seed)
     out = []
@@ -77,7 +88,7 @@ def recording(episodes=((1.0, 4.0), (5.0, 8.0)), discarded=((9.0, 10.0),), jitte
 
     def add(t, key, msg, delay=True):
         spec = c.topic(key)
-        out.append((t + (abs(rng.normal(0, jitter)) if delay else 0.0), spec.name, spec.type, msg))
+        out.append((t + (abs(rng.normal(0, jitter)) if delay else 0.0), topic_name(key, namespace), spec.type, msg))
 
     add(0.05, "task", string("Find Blue cube"))
     for k in range(int(end * 10)):
@@ -95,12 +106,13 @@ def recording(episodes=((1.0, 4.0), (5.0, 8.0)), discarded=((9.0, 10.0),), jitte
         add(t, "wheel_commands", command(round(math.sin(t), 3), round(math.cos(t), 3)))
     for t, key in ((2.5, 0), (3.2, 1), (6.0, 0)):
         add(t, "human_feedback", int32(key))
+    start, stop, discard = (service_event_topic(f"{k}_episode", namespace) for k in ("start", "stop", "discard"))
     for a, b in episodes:
-        out.append((a, c.service("start_episode").name + "/_service_event", TRIGGER_EVENT, service_event(a)))
-        out.append((b, c.service("stop_episode").name + "/_service_event", TRIGGER_EVENT, service_event(b)))
+        out.append((a, start, TRIGGER_EVENT, service_event(a)))
+        out.append((b, stop, TRIGGER_EVENT, service_event(b)))
     for a, b in discarded:
-        out.append((a, c.service("start_episode").name + "/_service_event", TRIGGER_EVENT, service_event(a)))
-        out.append((b, c.service("discard_episode").name + "/_service_event", TRIGGER_EVENT, service_event(b)))
+        out.append((a, start, TRIGGER_EVENT, service_event(a)))
+        out.append((b, discard, TRIGGER_EVENT, service_event(b)))
     return sorted(out, key=lambda m: m[0])
 
 

@@ -1,4 +1,9 @@
-"""rosbag2 -> dataset: same frames as the live recorder logic, both storages, clear errors."""
+"""rosbag2 -> dataset: same frames as the live recorder logic, both storages, clear errors;
+single storage files, damaged and cut-off bags, namespaced robots, no rosbags installed."""
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -16,8 +21,8 @@ from gr00t_rlhf_train.feedback import BINARY
 def _live(messages, root, cfg):
     """What recorder_node does: callbacks push at arrival, a timer polls at 2x fps, services start/stop."""
     c = load_contract()
-    keys = {c.topic(k).name: k for k in ("camera", "joint_states", "imu", "wheel_commands", "task", "human_feedback")}
-    services = {c.service(f"{k}_episode").name + "/_service_event": k for k in ("start", "stop", "discard")}
+    keys = {bf.topic_name(k): k for k in ("camera", "joint_states", "imu", "wheel_commands", "task", "human_feedback")}
+    services = {bf.service_event_topic(f"{k}_episode"): k for k in ("start", "stop", "discard")}
     writer = DatasetWriter.create(root, cfg.fps, bf.SIZE, BINARY)
     rec = EpisodeRecorder(writer, BINARY, cfg)
     next_poll = 0.0
@@ -71,7 +76,7 @@ def test_images_in_the_dataset_are_the_published_ones(tmp_path):
     report = convert(bf.write_bag(tmp_path / "bag", msgs), tmp_path / "ds", progress=False)
     ds = LeRobotDataset(tmp_path / "ds", warn=False)
     ep = ds.episode(report.episodes[0])
-    cam = load_contract().topic("camera").name
+    cam = bf.topic_name("camera")
     images = {round(float(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9), 3): m for _, topic, _, m in msgs if topic == cam}
     t = 1.0 + ep.times[5]                            # tick time; the newest image at or before it
     expected = max(s for s in images if s <= t + 1e-9)
@@ -120,3 +125,113 @@ def test_existing_dataset_needs_append(tmp_path):
     report = convert(bag, tmp_path / "ds", append=True, progress=False)
     assert report.episodes == [2, 3]
     assert LeRobotDataset(tmp_path / "ds", warn=False).num_episodes == 4
+
+
+# ------------------------------------------------------------------ bag paths, damage, namespaces
+
+def _storage_file(bag):
+    return next(f for f in bag.iterdir() if f.suffix in (".mcap", ".db3"))
+
+
+def _two_episode_bag(tmp_path, storage="mcap", name="bag", **kw):
+    return bf.write_bag(tmp_path / name, bf.recording(**kw), storage)
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_a_single_storage_file_converts_like_its_directory(tmp_path, storage, capsys):
+    bag = _two_episode_bag(tmp_path, storage)
+    report = convert(_storage_file(bag), tmp_path / "ds", progress=False)
+    assert report.episodes == [0, 1] and report.discarded == 1 and not report.problems, report.summary()
+    assert main([str(_storage_file(bag)), str(tmp_path / "ds2"), "--no-progress"]) == 0
+    assert main([str(bag / "metadata.yaml"), str(tmp_path / "ds3"), "--no-progress"]) == 0
+    assert "2 episodes" in capsys.readouterr().out
+    _same(LeRobotDataset(tmp_path / "ds2", warn=False), LeRobotDataset(tmp_path / "ds3", warn=False))
+
+
+@pytest.mark.parametrize("damage, says", [
+    ("missing", "metadata.yaml is missing"),
+    ("empty", "metadata.yaml is empty"),
+    ("broken", "metadata.yaml is not valid YAML"),
+    ("foreign", "metadata.yaml has no rosbag2_bagfile_information"),
+])
+def test_damaged_metadata_is_named_and_the_storage_file_read(tmp_path, damage, says):
+    bag = _two_episode_bag(tmp_path)
+    meta = bag / "metadata.yaml"
+    if damage == "missing":
+        meta.unlink()
+    else:
+        meta.write_text({"empty": "", "broken": "rosbag2_bagfile_information: {version: [9\n",
+                         "foreign": "name: not a bag\n"}[damage])
+    report = convert(bag, tmp_path / "ds", progress=False)
+    assert report.episodes == [0, 1], report.summary()
+    assert says in report.problems[0] and f"ros2 bag reindex {bag}" in report.problems[0], report.problems
+    assert str(meta) in report.problems[0]
+
+
+def test_missing_metadata_with_several_storage_files_says_reindex(tmp_path, capsys):
+    bag = _two_episode_bag(tmp_path)
+    f = _storage_file(bag)
+    shutil.copy(f, bag / "bag_1.mcap")
+    (bag / "metadata.yaml").unlink()
+    with pytest.raises(BagError, match=rf"metadata.yaml is missing.*`ros2 bag reindex {bag}`.*2 storage files"):
+        convert(bag, tmp_path / "ds", progress=False)
+    assert main([str(bag), str(tmp_path / "ds"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "ros2 bag reindex" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_a_bag_cut_off_mid_write_converts_what_was_written(tmp_path, storage):
+    bag = _two_episode_bag(tmp_path, storage)
+    f = _storage_file(bag)
+    original = f.read_bytes()
+    f.write_bytes(original[: int(len(original) * 0.6)])  # the recorder died: no footer/summary, a cut record
+    cut = f.read_bytes()
+    report = convert(bag, tmp_path / "ds", progress=False)
+    assert report.episodes[:1] == [0], report.summary()
+    assert any("recording cut off" in p and f.name in p for p in report.problems), report.problems
+    ds = LeRobotDataset(tmp_path / "ds", warn=False)
+    assert len(ds.episode(0)) == 31  # the first episode (1-4 s) lies wholly in the part that was written
+    assert f.read_bytes() == cut  # the bag itself is never modified
+
+
+def test_empty_and_foreign_files_are_clear_errors(tmp_path):
+    (tmp_path / "empty.mcap").write_bytes(b"")
+    with pytest.raises(BagError, match=r"empty.mcap: empty file"):
+        convert(tmp_path / "empty.mcap", tmp_path / "ds", progress=False)
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(BagError, match=r"notes.txt: not a rosbag2 bag"):
+        convert(tmp_path / "notes.txt", tmp_path / "ds", progress=False)
+    (tmp_path / "junk.mcap").write_bytes(b"not an mcap at all" * 10)
+    with pytest.raises(BagError, match=r"junk.mcap: not an MCAP file"):
+        convert(tmp_path / "junk.mcap", tmp_path / "ds", progress=False)
+    with pytest.raises(BagError, match=r"nowhere: no such bag"):
+        convert(tmp_path / "nowhere", tmp_path / "ds", progress=False)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_namespaced_robots_bag_converts_with_namespace(tmp_path):
+    bag = _two_episode_bag(tmp_path, namespace="/robot1")
+    with pytest.raises(BagError, match=r"no camera topic '/camera/image_raw'.*/robot1/camera/image_raw"):
+        convert(bag, tmp_path / "ds", progress=False)
+    report = convert(bag, tmp_path / "ds", namespace="/robot1", progress=False)
+    assert report.episodes == [0, 1] and report.discarded == 1 and not report.problems, report.summary()
+    assert main([str(bag), str(tmp_path / "ds2"), "--namespace", "robot1", "--no-progress"]) == 0
+    with pytest.raises(ValueError, match=r"--namespace: 'robot 1' is not a ROS namespace"):
+        convert(bag, tmp_path / "ds3", namespace="robot 1", progress=False)
+
+
+def test_without_rosbags_the_cli_loads_and_bag2lerobot_names_the_missing_package(tmp_path):
+    code = (
+        "import sys\n"
+        "sys.modules['rosbags'] = None  # as in the training profile\n"
+        "from gr00t_rlhf_ros import cli\n"
+        f"rc = cli.main(['bag2lerobot', {str(tmp_path / 'bag')!r}, {str(tmp_path / 'ds')!r}, '--no-progress'])\n"
+        "assert 'rosbags' not in [m.split('.')[0] for m, v in sys.modules.items() if v is not None]\n"
+        "sys.exit(rc)\n"
+    )
+    (tmp_path / "bag").mkdir()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    err = r.stderr.strip()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert len(err.splitlines()) == 1 and "'rosbags' package" in err and "requirements" in err, err
