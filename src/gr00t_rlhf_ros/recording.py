@@ -109,6 +109,25 @@ def error_summary(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}{where}"
 
 
+def guarded(where: str, fn: Callable, problems: ProblemLog, report: Callable[[str], None],
+            on_error: Callable | None = None) -> Callable:
+    """``fn`` wrapped for a callback boundary: an exception never escapes.
+
+    It is counted in ``problems`` as ("errors", where, type name); the first of each kind goes to
+    ``report`` (one line with where it happened); then ``on_error(*args, exc)`` gives the result
+    (None without it).
+    """
+    def call(*args):
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001 - the boundary: whatever it was, the node and the episode go on
+            if problems.add("errors", where, type(e).__name__):
+                report(f"unexpected error in {where}: {error_summary(e)}; the node goes on "
+                       "(further ones like it are counted, not logged)")
+            return on_error(*args, e) if on_error is not None else None
+    return call
+
+
 def check_dataset_matches(writer, fps: float, image_size: tuple[int, int] | None, camera_topic: str) -> None:
     """RecorderError unless the open dataset (``writer``) takes what this recorder writes.
 

@@ -172,3 +172,20 @@ def test_error_summary_names_type_message_and_place():
     except KeyError as e:
         s = error_summary(e)
     assert s.startswith("KeyError: 'x' (at test_recording.py:") and "in test_error_summary" in s
+
+
+def test_guarded_callback_never_raises_and_reports_each_kind_once():
+    from gr00t_rlhf_ros.recording import guarded
+
+    problems, lines, seen = ProblemLog(), [], []
+
+    def callback(x):
+        if x < 0:
+            raise KeyError(x)
+        return x * 2
+    call = guarded("/topic", callback, problems, lines.append, on_error=lambda x, e: seen.append((x, type(e))) or -1)
+    assert call(2) == 4
+    assert call(-1) == -1 and call(-2) == -1
+    assert seen == [(-1, KeyError), (-2, KeyError)]
+    assert len(lines) == 1 and lines[0].startswith("unexpected error in /topic: KeyError: -1 (at test_recording.py:")
+    assert problems.total[("errors", "/topic", "KeyError")] == 2

@@ -29,7 +29,7 @@ from gr00t_rlhf_ros.contract import load_contract
 from gr00t_rlhf_ros.msgs import BadMessage, message_class
 from gr00t_rlhf_ros.qos import profile
 from gr00t_rlhf_ros.recording import (INPUT_TOPICS, EpisodeRecorder, ProblemLog, RecorderConfig, RecorderError,
-                                      check_dataset_matches, error_summary, feed)
+                                      check_dataset_matches, error_summary, feed, guarded)
 from gr00t_rlhf_train.data.errors import DatasetError
 from gr00t_rlhf_train.data.writer import DatasetWriter
 from gr00t_rlhf_train.feedback import load_vocabulary
@@ -77,8 +77,9 @@ class RecorderNode(Node):
             self.create_subscription(message_class(spec.type), spec.name,
                                      self._guarded(self.in_topics[key], self._callback(key, self.in_topics[key])), profile(spec))
         for kind, handler in (("start", self._start), ("stop", self._stop), ("discard", self._discard)):
+            on_error = self._stop_failed if kind == "stop" else self._service_failed
             srv = self.create_service(Trigger, c.service(f"{kind}_episode").name,
-                                      self._guarded(self.in_services[kind], handler, self._service_failed))
+                                      self._guarded(self.in_services[kind], handler, on_error))
             # publish <service>/_service_event so `ros2 bag record` keeps the episode boundaries
             # (bag_to_lerobot --split services reads them back)
             srv.configure_introspection(self.get_clock(), profile(c.qos["events"]), ServiceIntrospectionState.METADATA)
@@ -112,28 +113,33 @@ class RecorderNode(Node):
 
     # ---- the callback boundary: nothing unexpected escapes, the open episode is never lost ----------
     def _guarded(self, where: str, fn, on_error=None):
-        def call(*args):
-            try:
-                return fn(*args)
-            except Exception as e:  # noqa: BLE001 - the boundary: whatever it was, the node and episode go on
-                if self.problems.add("errors", where, type(e).__name__):
-                    self.get_logger().error(f"unexpected error in {where}: {error_summary(e)}; the node goes on "
-                                            "(further ones like it are counted, not logged)")
-                return on_error(*args, e) if on_error is not None else None
-        return call
+        return guarded(where, fn, self.problems, self.get_logger().error, on_error)
 
     def _service_failed(self, request, response, err: Exception):
         response.success, response.message = False, f"unexpected error: {error_summary(err)}"
         return response
 
-    def _poll_failed(self, err: Exception) -> None:
-        """The recording timer failed unexpectedly: keep the frames written so far, go on without an episode."""
+    def _stop_failed(self, request, response, err: Exception):
+        """A stop that failed unexpectedly still saves what was written (no second failure later)."""
+        self._service_failed(request, response, err)
+        index = self._salvage()
+        if index is not None:
+            response.success = True
+            response.message += f"; episode {index} saved with the frames written before it"
+        return response
+
+    def _salvage(self) -> int | None:
+        """Commit the frames already written (after an unexpected error); None if nothing was kept."""
         with self.lock:
             try:
-                index = self.recorder.salvage()
+                return self.recorder.salvage()
             except (RecorderError, DatasetError, OSError, RuntimeError, ValueError) as e:
                 self._abort(e)
-                return
+                return None
+
+    def _poll_failed(self, err: Exception) -> None:
+        """The recording timer failed unexpectedly: keep the frames written so far, go on without an episode."""
+        index = self._salvage()
         if index is not None:
             self.get_logger().error(f"episode {index} committed with the frames written before the error; "
                                     f"call {self.in_services['start']} to record on")
