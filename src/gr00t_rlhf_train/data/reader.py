@@ -107,7 +107,7 @@ def integer_column(table: pa.Table, name: str, path: Path) -> np.ndarray | None:
     with np.errstate(invalid="ignore"):
         bad = np.flatnonzero(~np.isfinite(x) | (x != np.round(x)) | (np.abs(x) > 2.0**53))
     if len(bad):
-        raise DatasetError(path, name, f"row {bad[0]}: {x[bad[0]]!r} is not an integer label "
+        raise DatasetError(path, name, f"row {bad[0]}: {float(x[bad[0]])!r} is not an integer label "
                            f"({len(bad)} such row(s))")
     return x.astype(np.int64)
 
