@@ -61,7 +61,7 @@ class RecorderNode(Node):
                              _desc("start each episode from the vocabulary's default feedback key")).value,
             max_wheel_speed=c.max_wheel_speed,  # recorded as the robot applies them
         )
-        task = p("task", "", _desc("task instruction until one arrives on /task")).value
+        task = p("task", "", _desc("task instruction until one arrives on the task topic")).value
         self.vocab = load_vocabulary(vocab)
         self.recorder = EpisodeRecorder(None, self.vocab, cfg, task)
         self.writer: DatasetWriter | None = None

@@ -146,3 +146,15 @@ def test_failed_first_start_leaves_no_dataset_directory(start_node, ros_node, tm
     assert not (tmp_path / "new").exists()
     wait_until(lambda: "empty task ignored" in recorder.log(), 10, "the empty task warning")
     assert recorder.alive()
+
+
+def test_what_a_first_start_may_remove(tmp_path):
+    """Only what DatasetWriter.create makes: the highest missing directory, or an empty one's contents."""
+    from gr00t_rlhf_ros.nodes.recorder_node import _created_by_create
+
+    assert _created_by_create(tmp_path / "a" / "b" / "ds") == (tmp_path / "a").absolute()
+    (tmp_path / "empty").mkdir()
+    assert _created_by_create(tmp_path / "empty") == (tmp_path / "empty").absolute()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    assert _created_by_create(tmp_path / "full") is None           # create refuses it; nothing is removed
