@@ -120,14 +120,16 @@ class FeedbackColumn:
     unknown: tuple[int, ...] = ()  # KEY_STYLE values that are not keys of the vocabulary
 
 
-def resolve_feedback_column(values: Iterable[int], tasks: Mapping[int, str],
-                            vocabulary: FeedbackVocabulary) -> FeedbackColumn:
+def resolve_feedback_column(values: Iterable[int], tasks: Mapping[int, str], vocabulary: FeedbackVocabulary,
+                            rewards: Mapping[int, Iterable[float]] | None = None) -> FeedbackColumn:
     """Decide how an ``annotation.human.validity`` column stores feedback, and map it to keys.
 
     Rule: the column holds TASK INDICES if every value is an index into ``tasks`` (tasks.jsonl)
     whose text is one of the vocabulary's texts; otherwise it holds feedback KEYS (seed style).
-    When both readings are possible and give different keys, the task reading wins and
-    ``note`` says so. ValueError (naming the values) when the column is mixed: some values only
+    When both readings are possible and give different keys, the ``next.reward`` values stored
+    with each column value (``rewards``: value -> rewards seen, optional) decide if only one
+    reading reproduces them through :meth:`FeedbackVocabulary.reward`; otherwise the task
+    reading wins and ``note`` says so. ValueError (naming the values) when the column is mixed: some values only
     make sense as task indices of feedback texts and others are neither (not tasks of feedback
     texts, not keys). Values that are unknown keys in a key-style column are returned in
     ``unknown`` (the caller warns and falls back to the labels found in the data).
@@ -138,8 +140,15 @@ def resolve_feedback_column(values: Iterable[int], tasks: Mapping[int, str],
     if uniq and all(k is not None for k in as_task.values()):
         note = None
         if set(uniq) <= set(vocabulary.texts) and any(as_task[v] != v for v in uniq):
-            note = (f"values {uniq} are both task indices of feedback texts and feedback keys; "
-                    "read as task indices (GR00T style)")
+            def fits(key_of) -> bool:
+                return all(abs(vocabulary.reward(key_of[v]) - float(r)) < 1e-4
+                           for v in uniq for r in (rewards or {}).get(v, ()))
+            task_fits, key_fits = fits(as_task), fits({v: v for v in uniq})
+            if key_fits and not task_fits:
+                return FeedbackColumn(KEY_STYLE, {v: v for v in uniq})
+            if not (task_fits and not key_fits and rewards):
+                note = (f"values {uniq} are both task indices of feedback texts and feedback keys; "
+                        "read as task indices (GR00T style)")
         return FeedbackColumn(TASK_STYLE, as_task, note)
     unknown = tuple(v for v in uniq if v not in vocabulary.texts)
     task_only = [v for v in uniq if as_task[v] is not None and v not in vocabulary.texts]

@@ -74,3 +74,11 @@ def test_mixed_column_is_an_error():
 def test_texts_must_be_distinct():
     with pytest.raises(ValueError, match="share the text"):
         FeedbackVocabulary({0: "same", 1: "same"})
+
+
+def test_stored_rewards_decide_an_ambiguous_column():
+    tasks = {0: "Doing good", 1: "Doing bad"}
+    as_tasks = resolve_feedback_column([0, 1], tasks, BINARY, rewards={0: {1.0}, 1: {0.0}})
+    assert as_tasks.style == TASK_STYLE and as_tasks.keys == {0: 1, 1: 0} and as_tasks.note is None
+    as_keys = resolve_feedback_column([0, 1], tasks, BINARY, rewards={0: {0.0}, 1: {1.0}})
+    assert as_keys.style == KEY_STYLE and as_keys.keys == {0: 0, 1: 1}

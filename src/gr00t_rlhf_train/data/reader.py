@@ -480,23 +480,31 @@ class LeRobotDataset:
                 return F.REWARD
         return field
 
-    def _scan_labels(self, field: str) -> list[int]:
-        """The integer values of ``field`` in every readable episode (unreadable ones fail on their own)."""
-        found: set[int] = set()
+    def _scan_labels(self, field: str) -> tuple[list[int], dict[int, set[float]]]:
+        """The integer values of ``field`` in every readable episode (unreadable ones fail on their own),
+        and the ``next.reward`` values seen with each (to tell the two feedback styles apart)."""
+        found: dict[int, set[float]] = {}
         for e in self.episodes:
             try:
-                t = pq.read_table(e.data_path, columns=[field])
-                found.update(np.unique(integer_column(t, field, e.data_path)).tolist())
+                cols = [field] + ([F.REWARD] if F.REWARD in self.columns and field != F.REWARD else [])
+                t = pq.read_table(e.data_path, columns=cols)
+                values = integer_column(t, field, e.data_path)
+                rewards = scalar_column(t, F.REWARD, np.float64, None, e.data_path) if len(cols) > 1 else None
             except (DatasetError, pa.ArrowException, OSError, ValueError, TypeError, KeyError):
                 continue
-        return sorted(found)
+            pairs = np.unique(np.stack([values, rewards if rewards is not None else np.zeros(len(values))]), axis=1)
+            for v, r in pairs.T:
+                found.setdefault(int(v), set())
+                if rewards is not None and np.isfinite(r):
+                    found[int(v)].add(float(r))
+        return sorted(found), found
 
     def _resolution(self, field: str):
         """(FeedbackColumn or None, error text or None): the dataset-wide reading of a feedback column."""
         if field not in self._feedback:
             try:
-                self._feedback[field] = (resolve_feedback_column(self._scan_labels(field), self.tasks,
-                                                                 self.vocabulary), None)
+                labels, rewards = self._scan_labels(field)
+                self._feedback[field] = (resolve_feedback_column(labels, self.tasks, self.vocabulary, rewards), None)
             except ValueError as e:
                 self._feedback[field] = (None, str(e))
         return self._feedback[field]
@@ -524,7 +532,7 @@ class LeRobotDataset:
         path = meta.data_path
         if self.vocabulary is None:
             if self._rewards_problem_labels is None and (self.root / F.REWARDS).exists():
-                labels = self._scan_labels(F.VALIDITY)
+                labels = self._scan_labels(F.VALIDITY)[0]
                 self._rewards_problem_labels = labels
                 if labels:
                     self.vocabulary = FeedbackVocabulary({k: str(k) for k in labels}, F.VALIDITY)
@@ -538,7 +546,11 @@ class LeRobotDataset:
         if res is None:
             self.quirks.report("feedback-mixed", f"{self.root / F.REWARDS} [{field}]: {mixed}; resolved per episode")
             try:
-                res = resolve_feedback_column(np.unique(values).tolist(), self.tasks, self.vocabulary)
+                rewards: dict[int, set[float]] = {}
+                if field != F.REWARD and F.REWARD in table.column_names:
+                    for v, r in zip(values.tolist(), scalar_column(table, F.REWARD, np.float64, None, path).tolist()):
+                        rewards.setdefault(v, set()).add(r)
+                res = resolve_feedback_column(np.unique(values).tolist(), self.tasks, self.vocabulary, rewards)
             except ValueError as e:
                 raise DatasetError(path, field, f"episode {meta.index}: {e}") from None
         if res.note:
