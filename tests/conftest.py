@@ -78,9 +78,8 @@ def start_node(request, ros_env, tmp_path):
 
 @pytest.fixture
 def ros_node(ros_env, domain_id, monkeypatch):
-    # the probe must use the children's Fast DDS transports, or it may match nothing
-    for key in ("FASTDDS_BUILTIN_TRANSPORTS", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
-        monkeypatch.setenv(key, ros_env[key])
+    # the probe discovers like the children (localhost only); transports: the same defaults
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", ros_env["ROS_AUTOMATIC_DISCOVERY_RANGE"])
     probe = RosTestNode(domain_id)
     yield probe
     probe.close()

@@ -28,13 +28,14 @@ def next_domain_id() -> int:
 
 
 def ros_environment(domain_id: int) -> dict[str, str]:
+    """The children's environment: own domain, localhost discovery; Fast DDS transports as the
+    user has them (the package sets none: a node started by hand must see the graph, docs/ros.md)."""
     env = dict(os.environ)
     env.update(
         ROS_DOMAIN_ID=str(domain_id),
         ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
         MUJOCO_GL=env.get("MUJOCO_GL", "osmesa"),
         PYTHONUNBUFFERED="1",
-        FASTDDS_BUILTIN_TRANSPORTS=env.get("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA"),
         RCUTILS_COLORIZED_OUTPUT="0",
     )
     return env

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import re
+
 import yaml
 
 from gr00t_rlhf_ros.paths import config_path
@@ -16,6 +18,9 @@ from gr00t_rlhf_ros.paths import config_path
 _RELIABILITY = ("reliable", "best_effort")
 _DURABILITY = ("volatile", "transient_local")
 _HISTORY = ("keep_last", "keep_all")
+# a relative ROS name: tokens of [A-Za-z_][A-Za-z0-9_]* separated by single '/' (no leading '/' or '~')
+_RELATIVE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
+_NAMESPACE = re.compile(r"/|(/[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 class ContractError(ValueError):
@@ -31,20 +36,40 @@ class QosSpec:
     depth: int = 10
 
 
+def resolve_name(name: str, namespace: str = "/") -> str:
+    """The absolute name a relative contract ``name`` gets in ``namespace`` (``/robot1`` -> ``/robot1/imu``).
+
+    This is what rclpy does for a node in that namespace; use it where a name is matched as
+    text, e.g. against the topics stored in a rosbag (recorded in the root namespace:
+    ``/camera/image_raw``).
+    """
+    if not _NAMESPACE.fullmatch(namespace):
+        raise ContractError(f"namespace {namespace!r}: must be '/' or an absolute name like '/robot1'")
+    return ("" if namespace == "/" else namespace) + "/" + name
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     key: str                 # contract key, e.g. "camera"
-    name: str                # ROS name, e.g. "/camera/image_raw"
+    name: str                # relative ROS name, e.g. "camera/image_raw" (resolved in the node's namespace)
     type: str                # e.g. "sensor_msgs/msg/Image"
     qos: QosSpec
     rate_hz: float | None = None
+
+    def resolved(self, namespace: str = "/") -> str:
+        """The absolute topic name in ``namespace``: ``/camera/image_raw`` in the root namespace."""
+        return resolve_name(self.name, namespace)
 
 
 @dataclass(frozen=True)
 class ServiceSpec:
     key: str
-    name: str
+    name: str                # relative, e.g. "recorder/start_episode"
     type: str
+
+    def resolved(self, namespace: str = "/") -> str:
+        """The absolute service name in ``namespace``: ``/recorder/start_episode`` in the root namespace."""
+        return resolve_name(self.name, namespace)
 
 
 @dataclass(frozen=True)
@@ -86,6 +111,13 @@ def _choice(value, allowed, where):
     return value
 
 
+def _relative_name(name, where: str) -> str:
+    if not isinstance(name, str) or not _RELATIVE_NAME.fullmatch(name):
+        raise ContractError(f"{where}: {name!r} must be a relative ROS name like 'camera/image_raw' "
+                            "(no leading '/' or '~': it must move with the node's namespace)")
+    return name
+
+
 def parse_contract(doc: dict, path: Path) -> Contract:
     """Validate a contract document (already parsed YAML)."""
     qos = {}
@@ -107,15 +139,14 @@ def parse_contract(doc: dict, path: Path) -> Contract:
         qname = _require(t, "qos", w)
         if qname not in qos:
             raise ContractError(f"{w}.qos: unknown profile {qname!r} (known: {sorted(qos)})")
-        name = _require(t, "name", w)
-        if not isinstance(name, str) or not name.startswith("/"):
-            raise ContractError(f"{w}.name: {name!r} must be an absolute topic name")
+        name = _relative_name(_require(t, "name", w), f"{w}.name")
         rate = t.get("rate_hz")
         if rate is not None and (not isinstance(rate, (int, float)) or rate <= 0):
             raise ContractError(f"{w}.rate_hz: {rate!r} must be a positive number")
         topics[key] = TopicSpec(key, name, _require(t, "type", w), qos[qname], float(rate) if rate else None)
     services = {
-        key: ServiceSpec(key, _require(s, "name", f"{path}: services.{key}"), _require(s, "type", f"{path}: services.{key}"))
+        key: ServiceSpec(key, _relative_name(_require(s, "name", f"{path}: services.{key}"), f"{path}: services.{key}.name"),
+                         _require(s, "type", f"{path}: services.{key}"))
         for key, s in doc.get("services", {}).items()
     }
     robot = _require(doc, "robot", str(path))

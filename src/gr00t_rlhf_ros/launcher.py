@@ -5,7 +5,12 @@
 - Ctrl-C / SIGTERM: SIGINT to every child, SIGTERM then SIGKILL after deadlines; children also
   get SIGTERM if the launcher itself dies (PR_SET_PDEATHSIG), so none is orphaned;
 - a required node that exits stops the others (a robot whose driver or simulator is gone must
-  not keep going); the exit code is non-zero if any node failed.
+  not keep going); the exit code is non-zero if any node failed;
+- an empty graph (``--no-sim --driver none``) waits for Ctrl-C / ``duration`` like any other, so a
+  bring-up script behaves the same whatever it starts; when every node has exited, it returns.
+
+The children get the launcher's environment as it is: no Fast DDS transport is forced on them,
+so a node or tool started by hand (same defaults) always sees them (see docs/ros.md).
 """
 from __future__ import annotations
 
@@ -42,6 +47,10 @@ def _param_value(v) -> str:
 def node_command(spec: NodeSpec, python: str = sys.executable) -> list[str]:
     """The command line that starts ``spec`` as a process."""
     cmd = [python, "-m", f"gr00t_rlhf_ros.nodes.{spec.executable}", "--ros-args", "-r", f"__node:={spec.executable}"]
+    if spec.namespace:  # plain processes have no enclosing namespace: a relative one is under /
+        cmd += ["-r", f"__ns:=/{spec.namespace.strip('/')}"]
+    if spec.log_level:
+        cmd += ["--log-level", spec.log_level]
     if spec.params_file:
         cmd += ["--params-file", str(config_path(spec.params_file))]
     for k, v in spec.parameters.items():
@@ -51,8 +60,8 @@ def node_command(spec: NodeSpec, python: str = sys.executable) -> list[str]:
 
 def default_environment() -> dict[str, str]:
     env = dict(os.environ)
-    # large camera frames: see config/contract.yaml (qos.camera) and docs/sim.md
-    env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    # FASTDDS_BUILTIN_TRANSPORTS is deliberately left as the user has it: a participant with
+    # LARGE_DATA and one with the default transports do not discover each other (docs/ros.md)
     env.setdefault("MUJOCO_GL", "osmesa")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
@@ -129,6 +138,9 @@ class Launcher:
                         self.failed.append(c.spec.executable)
                 if not self.failed:  # a required node ended by itself: still not a healthy bring-up
                     self.failed += [c.spec.executable for c in exited]
+                break
+            if self.children and len(exited) == len(self.children):
+                self._say("drive", "every node has exited")
                 break
             self._stop.wait(0.1)
         return self.shutdown()

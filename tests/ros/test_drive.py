@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 
 from gr00t_rlhf_ros.contract import load_contract
 from ros_harness import spawn, wait_for, wait_until
@@ -86,10 +87,80 @@ def test_a_crashed_node_stops_the_graph_with_failure(ros_env, tmp_path):
         drive.stop()
 
 
-def test_bad_option_is_a_clear_error():
-    r = subprocess.run([sys.executable, "-m", "gr00t_rlhf_ros.cli", "drive", "--no-sim"],
+@pytest.mark.parametrize("args, message", [
+    (["--no-sim"], "--driver expert: the expert needs the simulator's ground truth; use --sim or --driver none"),
+    (["--camera-width", "5000"], "--camera-width 5000: must be an integer from 16 to 1280 pixels"),
+    (["--camera-size", "640by480"], "--camera-size: '640by480' is not WIDTHxHEIGHT"),
+    (["--camera-size", "640x480", "--camera-width", "320"], "--camera-size: give it or --camera-width"),
+    (["--camera-rate", "-1"], "--camera-rate -1.0: must be a rate above 0"),
+    (["--record", "/tmp/never", "--record-fps", "30"], "--record-fps 30.0: above the camera rate (10 Hz)"),
+    (["--namespace", "robot one"], "--namespace robot one: not a ROS namespace"),
+])
+def test_bad_option_is_a_clear_error(args, message):
+    r = subprocess.run([sys.executable, "-m", "gr00t_rlhf_ros.cli", "drive", *args],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "driver: 'expert'" in r.stderr
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert ":=" not in r.stderr                     # CLI errors name flags, not launch arguments
+
+
+def test_no_sim_no_driver_waits_for_ctrl_c_and_says_why(ros_env, tmp_path):
+    argv = [sys.executable, "-m", "gr00t_rlhf_ros.cli", "drive", "--no-sim", "--driver", "none"]
+    drive = spawn(argv, ros_env, tmp_path, "drive_idle")
+    try:
+        wait_until(lambda: "Waiting for Ctrl-C" in drive.log(), 30, "the no-node message")
+        time.sleep(1.0)
+        assert drive.alive(), drive.log()              # does not exit at once
+        assert "add --record DATASET" in drive.log()
+        drive.proc.send_signal(signal.SIGINT)
+        assert drive.proc.wait(15) == 0, drive.log()
+    finally:
+        drive.stop()
+
+
+def test_camera_flags_reach_the_simulator(ros_env, tmp_path, ros_node):
+    from sensor_msgs.msg import Image
+
+    from gr00t_rlhf_ros.qos import profile
+
+    spec = load_contract().topic("camera")
+    drive = _drive(ros_env, tmp_path, "--camera-size", "160x120", "--camera-rate", "4", "--driver", "none")
+    try:
+        img = wait_for(ros_node, spec.name, Image, profile(spec), timeout=40)
+        assert (img.width, img.height) == (160, 120)
+        assert "camera 160x120 at 4.0 Hz" in drive.log()
+    finally:
+        drive.stop()
+
+
+_PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen(sys.argv[1:])
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("executable, topic", [("sim_node", "joint_states"), ("expert_node", "wheel_commands")])
+def test_a_node_exits_when_its_parent_is_killed(ros_env, tmp_path, ros_node, executable, topic):
+    """Whoever starts a node (ros2 launch, a script): if it dies, even by SIGKILL, the node stops."""
+    from ros_harness import node_argv
+
+    params = ["--params-file", f"config/{executable.split('_')[0]}.yaml"]
+    parent = spawn([sys.executable, "-c", _PARENT, *node_argv(executable, *params)], ros_env, tmp_path, "parent")
+    child = None
+    try:
+        child = int(wait_until(lambda: parent.log().split("\n")[0].strip().isdigit() and parent.log().split()[0],
+                               30, "the child's pid"))
+        name = load_contract().topic(topic).name
+        wait_until(lambda: ros_node.node.count_publishers(name) > 0, 60, f"{executable} on the graph")
+        os.kill(parent.proc.pid, signal.SIGKILL)
+        parent.proc.wait(10)
+        wait_until(lambda: _gone(child), 30, f"{executable} (pid {child}) to exit after its parent died")
+        assert "Traceback" not in parent.log(), parent.log()
+    finally:
+        if child is not None and not _gone(child):
+            os.kill(child, signal.SIGKILL)
+        parent.stop()
 
 
 def test_drive_with_record_writes_an_episode(ros_env, tmp_path, ros_node):

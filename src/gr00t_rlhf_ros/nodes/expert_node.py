@@ -1,9 +1,10 @@
 """expert_node: the scripted expert driver; demonstrations for stage 1 come from it.
 
 A thin rclpy shell over ``gr00t_rlhf_ros.expert.ScriptedExpert``. It reads the simulator's
-``/sim/layout`` (latched: object positions, wheel radius, track) and ``/sim/ground_truth`` (pose,
-goal, progress; the goal already follows the sim's ``/task``, so the expert needs no ``/task`` of
-its own) and publishes ``/wheel_commands`` at ``control_rate``. It commands zero when the ground
+``sim/layout`` (latched: object positions, wheel radius, track) and ``sim/ground_truth`` (pose,
+goal, progress; the goal already follows the sim's ``task``, so the expert needs no ``task`` of
+its own) and publishes ``wheel_commands`` at ``control_rate``. Names are relative: the expert
+drives the robot of its own namespace. It commands zero when the ground
 truth is older than ``ground_truth_timeout``, at success, and on every exit path.
 """
 from __future__ import annotations
@@ -49,7 +50,7 @@ class ExpertNode(Node):
             for name, text in _TUNABLE.items()
         }
         self.control_rate = float(self.declare_parameter(
-            "control_rate", 20.0, ParameterDescriptor(description="/wheel_commands publish rate, Hz")).value)
+            "control_rate", 20.0, ParameterDescriptor(description="wheel_commands publish rate, Hz")).value)
         self.gt_timeout = float(self.declare_parameter(
             "ground_truth_timeout", 0.5,
             ParameterDescriptor(description="command zero when the newest ground truth is older than this, s")).value)

@@ -1,7 +1,9 @@
-"""feedback_node: an operator at a terminal sends /human_feedback and starts/stops/discards episodes.
+"""feedback_node: an operator at a terminal sends human_feedback and starts/stops/discards episodes.
 
 Run it in its own terminal while the robot drives (``ros2 run gr00t_rlhf_ros feedback_node`` or
-``python -m gr00t_rlhf_ros.nodes.feedback_node``). In a terminal, single key presses act at once;
+``python -m gr00t_rlhf_ros.nodes.feedback_node``; for a namespaced robot add
+``--ros-args -r __ns:=/robot1``). It needs no environment variable to reach a graph started by
+``gr00t-rlhf drive`` or ``ros2 launch`` (both keep Fast DDS's default transports, docs/ros.md). In a terminal, single key presses act at once;
 with stdin from a pipe or script, each line is a key, an integer feedback key or a word.
 """
 from __future__ import annotations
@@ -65,7 +67,8 @@ class FeedbackNode(Node):
         client = self.episode_clients[kind]
         # (runs on the input thread: waiting here does not stop the node from spinning)
         if not client.wait_for_service(timeout_sec=3.0):
-            self.get_logger().error(f"{client.srv_name} is not available: is recorder_node running?")
+            self.get_logger().error(f"{self.resolve_service_name(client.srv_name)} is not available: "
+                                    "is recorder_node running (in this namespace)?")
             return
         self.pending += 1
         future = client.call_async(Trigger.Request())

@@ -3,12 +3,14 @@
 A thin rclpy shell over ``gr00t_rlhf_ros.sim.robot.SimRobot``. Three threads of work:
 
 - the **physics thread** steps MuJoCo in fixed steps to wall-clock time (simulation time = seconds
-  since start or the last reset) and publishes ``/imu``, ``/joint_states`` and
-  ``/sim/ground_truth`` at their rates;
+  since start or the last reset) and publishes ``imu``, ``joint_states`` and
+  ``sim/ground_truth`` at their rates;
 - the **camera thread** renders the ego camera at ``camera_rate`` and publishes
-  ``/camera/image_raw``; it owns the renderer's GL context, and renders a copy of the scene taken
+  ``camera/image_raw``; it owns the renderer's GL context, and renders a copy of the scene taken
   under the robot's lock, so physics never waits for a frame and never changes one mid-render;
-- the **executor** (single-threaded) serves ``/wheel_commands``, ``/task`` and ``/sim/reset``.
+- the **executor** (single-threaded) serves ``wheel_commands``, ``task`` and ``sim/reset``.
+
+Names are relative (config/contract.yaml): under ``__ns:=/robot1`` they are ``/robot1/imu``, ...
 
 Bad wheel commands (see docs/sim.md): wrong length, NaN or inf -> rejected, the previous command
 stays until the watchdog (``command_timeout``) stops the wheels; out of range -> clamped. Each kind
@@ -88,13 +90,13 @@ class SimNode(Node):
     def _declare_parameters(self, c) -> dict:
         spec = {
             "seed": (0, "arena layout seed (object and robot start positions)"),
-            "task": (SimRobot.DEFAULT_TASK, "initial instruction, e.g. 'Find Blue cube'; /task replaces it"),
+            "task": (SimRobot.DEFAULT_TASK, "initial instruction, e.g. 'Find Blue cube'; the task topic replaces it"),
             "camera_width": (320, "ego camera image width, pixels"),
             "camera_height": (240, "ego camera image height, pixels"),
             "camera_rate": (c.topic("camera").rate_hz or 10.0, "ego camera frame rate, Hz"),
-            "imu_rate": (c.topic("imu").rate_hz or 100.0, "/imu publish rate, Hz"),
-            "joint_states_rate": (c.topic("joint_states").rate_hz or 50.0, "/joint_states publish rate, Hz"),
-            "ground_truth_rate": (c.topic("ground_truth").rate_hz or 20.0, "/sim/ground_truth publish rate, Hz"),
+            "imu_rate": (c.topic("imu").rate_hz or 100.0, "imu publish rate, Hz"),
+            "joint_states_rate": (c.topic("joint_states").rate_hz or 50.0, "joint_states publish rate, Hz"),
+            "ground_truth_rate": (c.topic("ground_truth").rate_hz or 20.0, "sim/ground_truth publish rate, Hz"),
             "physics_timestep": (0.002, "fixed MuJoCo step, s (physics advances to wall-clock time in these steps)"),
             "command_timeout": (c.command_timeout, "a wheel command older than this (s) stops the wheels"),
             "max_wheel_speed": (c.max_wheel_speed, "wheel commands are clamped to +-this, rad/s"),
@@ -102,10 +104,10 @@ class SimNode(Node):
             "imu_gravity": (False, "true: /imu reports raw specific force (|a| = 9.81 at rest, REP 145); "
                                    "false: gravity removed (0 at rest, like the seed datasets)"),
             "imu_filter_hz": (20.0, "cut-off of the accelerometer's first-order low-pass filter, Hz (0 = off)"),
-            "reset_new_layout": (True, "true: /sim/reset draws a new layout from seed + 1; false: same layout"),
-            "base_frame": ("base_link", "frame_id of /joint_states"),
-            "imu_frame": ("imu_link", "frame_id of /imu"),
-            "camera_frame": ("camera_link", "frame_id of /camera/image_raw"),
+            "reset_new_layout": (True, "true: sim/reset draws a new layout from seed + 1; false: same layout"),
+            "base_frame": ("base_link", "frame_id of joint_states"),
+            "imu_frame": ("imu_link", "frame_id of imu"),
+            "camera_frame": ("camera_link", "frame_id of camera/image_raw"),
         }
         values = {}
         for name, (default, description) in spec.items():
@@ -121,7 +123,7 @@ class SimNode(Node):
         self._problems[kind] += 1
         if self._problems[kind] == 1:
             self.get_logger().warning(
-                f"{self.contract.topic('wheel_commands').name}: {detail}: {_PROBLEMS[kind]}. "
+                f"{self.resolve_topic_name(self.contract.topic('wheel_commands').name)}: {detail}: {_PROBLEMS[kind]}. "
                 f"Further {kind.replace('_', ' ')} commands are counted, not logged."
             )
 
@@ -144,7 +146,7 @@ class SimNode(Node):
             task = self.robot.set_task(msg.data)
         except TaskError as e:
             self.get_logger().warning(
-                f"{self.contract.topic('task').name}: {e}; keeping {self.robot.task.instruction!r}")
+                f"{self.resolve_topic_name(self.contract.topic('task').name)}: {e}; keeping {self.robot.task.instruction!r}")
             return
         self.get_logger().info(f"task {task.instruction!r}: goal {task.goal}" +
                                (f", around {task.around} first" if task.around else ""))
