@@ -59,7 +59,8 @@ def require(d: dict, key: str, path: Path, where: str = "", types=None) -> Any:
         raise DatasetError(path, field, "missing field")
     v = d[key]
     if types is not None and (not isinstance(v, types) or isinstance(v, bool)):
-        raise DatasetError(path, field, f"{v!r} has the wrong type (expected {types})")
+        names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise DatasetError(path, field, f"{v!r} is a {type(v).__name__}, expected {names}")
     return v
 
 

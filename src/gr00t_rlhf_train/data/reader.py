@@ -99,7 +99,7 @@ def scalar_column(table: pa.Table, name: str, dtype, default=None, path: Path | 
     return col.to_numpy(zero_copy_only=False).astype(dtype)
 
 
-def integer_column(table: pa.Table, name: str, path: Path) -> np.ndarray | None:
+def integer_column(table: pa.Table, name: str, path: Path, episode: int | None = None) -> np.ndarray | None:
     """A column of integer labels as int64 [N]; non-integer values are a DatasetError naming the row."""
     x = scalar_column(table, name, np.float64, None, path)
     if x is None:
@@ -107,7 +107,8 @@ def integer_column(table: pa.Table, name: str, path: Path) -> np.ndarray | None:
     with np.errstate(invalid="ignore"):
         bad = np.flatnonzero(~np.isfinite(x) | (x != np.round(x)) | (np.abs(x) > 2.0**53))
     if len(bad):
-        raise DatasetError(path, name, f"row {bad[0]}: {float(x[bad[0]])!r} is not an integer label "
+        where = f"episode {episode} row {bad[0]}" if episode is not None else f"row {bad[0]}"
+        raise DatasetError(path, name, f"{where}: {float(x[bad[0]])!r} is not an integer label "
                            f"({len(bad)} such row(s))")
     return x.astype(np.int64)
 
@@ -157,11 +158,11 @@ class Episode:
         self.done = np.zeros(n, bool) if done is None else done.copy()  # [N]
         self.task_indices = None  # [N] or None: tasks.jsonl index of every row's instruction
         for name in (F.TASK_INDEX, F.TASK_DESCRIPTION):  # both hold task indices (GR00T and seed style)
-            idx = integer_column(table, name, p)
+            idx = integer_column(table, name, p, meta.index)
             if idx is not None:
                 dataset._check_task_indices(idx, p, name, meta.index)
                 self.task_indices = idx
-        self.stored_episode_index = integer_column(table, F.EPISODE_INDEX, p)  # [N] or None, as stored
+        self.stored_episode_index = integer_column(table, F.EPISODE_INDEX, p, meta.index)  # [N] or None, as stored
         self.feedback_keys = dataset._feedback_keys(table, meta)  # [N] int64 or None
         dataset._check_episode(self)
 
@@ -232,7 +233,8 @@ class LeRobotDataset:
     def __init__(self, root: str | Path, warn: bool = True, episode_cache: int = 256, video_cache: int = 4):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DatasetError(self.root, None, "dataset directory does not exist")
+            what = "is not a directory" if self.root.exists() else "does not exist"
+            raise DatasetError(self.root, None, f"dataset directory {what}")
         self.quirks = QuirkLog(str(self.root), emit=warn)
         self._episodes: OrderedDict[int, Episode] = OrderedDict()
         self._videos: OrderedDict[tuple[int, str], VideoReader] = OrderedDict()
@@ -398,10 +400,14 @@ class LeRobotDataset:
             d = self.root / top
             if not d.is_dir():
                 continue
-            for p in sorted(d.rglob("*")):
-                if p.is_file() and p not in used:
-                    self.quirks.report("extra-files", f"{p.parent}: holds files no episode uses (e.g. {p.name}); ignored")
-                    break
+            try:
+                for p in sorted(d.rglob("*")):
+                    if p.is_file() and p not in used:
+                        self.quirks.report("extra-files", f"{p.parent}: holds files no episode uses (e.g. {p.name}); "
+                                           "ignored")
+                        break
+            except OSError as e:
+                self.quirks.report("unlisted", f"{d}: cannot be listed ({e.strerror or e}); extra files not checked")
 
     # ---- modality / per-episode checks --------------------------------------------------------
     def _resolve_modality(self, state_width: int, action_width: int, path: Path) -> None:
@@ -449,7 +455,7 @@ class LeRobotDataset:
             self.quirks.report("row-rate", f"{p} [{F.TIMESTAMP}]: rows every {np.median(dt):.3f}s while the video is "
                                f"{self.fps:g} fps; each row gets the latest frame at or before it")
         if F.INDEX in ep.table.column_names:
-            stored = integer_column(ep.table, F.INDEX, p)
+            stored = integer_column(ep.table, F.INDEX, p, ep.index)
             if not np.array_equal(stored, ep.global_index):
                 self.quirks.report("index", f"{p} [{F.INDEX}]: not the global row index (episode {ep.index} starts at "
                                    f"{stored[0]}, expected {ep.global_index[0]}); recomputed")
@@ -537,9 +543,9 @@ class LeRobotDataset:
                 if labels:
                     self.vocabulary = FeedbackVocabulary({k: str(k) for k in labels}, F.VALIDITY)
             if self.vocabulary is None:
-                return integer_column(table, F.VALIDITY, path)
+                return integer_column(table, F.VALIDITY, path, meta.index)
         field = self._feedback_field(table.column_names)
-        values = integer_column(table, field, path)
+        values = integer_column(table, field, path, meta.index)
         if values is None:
             return None
         res, mixed = self._resolution(field)

@@ -117,7 +117,7 @@ def test_labels_outside_the_vocabulary_fall_back_to_the_data(three):
 
 def test_non_integer_labels_are_an_error(three):
     set_column(three, 1, F.VALIDITY, [0.0, 1.0, 0.5, 1.0, 1.0], pa.float64())
-    with pytest.raises(DatasetError, match=r"\[annotation\.human\.validity\]: row 2: 0\.5 is not an integer label"):
+    with pytest.raises(DatasetError, match=r"\[annotation\.human\.validity\]: episode 1 row 2: 0\.5 is not an integer label"):
         LeRobotDataset(three, warn=False).episode(1)
     assert not validate(three).ok
 
