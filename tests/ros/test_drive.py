@@ -196,3 +196,41 @@ def test_drive_with_record_writes_an_episode(ros_env, tmp_path, ros_node):
         drive.stop()
     ep = LeRobotDataset(tmp_path / "ds", warn=False).episode(0)
     assert len(ep) >= 20 and ep.task_texts[0] == "Find Blue cube" and ep.feedback_keys[-1] == 0
+
+
+def test_a_recorder_whose_parent_is_killed_commits_its_episode(ros_env, tmp_path, ros_node, start_node):
+    """The recorder gets the same SIGTERM on its parent's death, and SIGTERM commits the open episode."""
+    from std_srvs.srv import Trigger
+
+    from gr00t_rlhf_train.data.reader import LeRobotDataset
+    from ros_harness import node_argv
+
+    start_node("sim_node", "--params-file", "config/sim.yaml", "-p", "seed:=1")
+    recorder = node_argv("recorder_node", "--params-file", "config/recorder.yaml", "-p", f"dataset:={tmp_path / 'ds'}",
+                         "-p", "task:='Find Blue cube'")
+    parent = spawn([sys.executable, "-c", _PARENT, *recorder], ros_env, tmp_path, "parent")
+    child = None
+    try:
+        child = int(wait_until(lambda: parent.log().split("\n")[0].strip().isdigit() and parent.log().split()[0],
+                               30, "the recorder's pid"))
+        start = ros_node.node.create_client(Trigger, load_contract().service("start_episode").name)
+        assert start.wait_for_service(timeout_sec=60)
+
+        def started():
+            fut = start.call_async(Trigger.Request())
+            wait_until(fut.done, 20, "start_episode reply")
+            return fut.result().success
+
+        wait_until(started, 60, "an episode to start", interval=1.0)
+        time.sleep(3.0)
+        os.kill(parent.proc.pid, signal.SIGKILL)
+        parent.proc.wait(10)
+        wait_until(lambda: _gone(child), 30, "recorder_node to exit after its parent died")
+        log = parent.log()
+        assert "episode 0 saved" in log, log
+    finally:
+        if child is not None and not _gone(child):
+            os.kill(child, signal.SIGKILL)
+        parent.stop()
+    ep = LeRobotDataset(tmp_path / "ds", warn=False).episode(0)
+    assert len(ep) >= 10
