@@ -106,7 +106,6 @@ class BagReader:
         self.path = Path(path)
         self.notes: list[str] = []
         self._tmp: tempfile.TemporaryDirectory | None = None
-        self._failed = False
         rosbag2, _ = _rosbags()
         self._reader = self._open(self._locate(), rosbag2)
 
