@@ -26,7 +26,7 @@ from gr00t_rlhf_train.data.meta import read_json, read_jsonl, read_vocabulary_le
 from gr00t_rlhf_train.data.quirks import QuirkLog
 from gr00t_rlhf_train.data.stats import compute_stats, stats_mismatch
 from gr00t_rlhf_train.data.video import VideoReader
-from gr00t_rlhf_train.feedback import TASK_STYLE, FeedbackVocabulary, resolve_feedback_column
+from gr00t_rlhf_train.feedback import KEY_STYLE, TASK_STYLE, FeedbackColumn, FeedbackVocabulary, resolve_feedback_column
 
 _REQUIRED_COLUMNS = (F.STATE, F.ACTION, F.TIMESTAMP)
 # A video that ends more than VIDEO_SHORT_ERROR_S before the episode's last row, or misses more than
@@ -35,6 +35,9 @@ _REQUIRED_COLUMNS = (F.STATE, F.ACTION, F.TIMESTAMP)
 # (17 %): they stay readable, with a warning.
 VIDEO_SHORT_ERROR_S = 5.0
 VIDEO_SHORT_ERROR_FRACTION = 0.2
+
+
+_KEYS_AS_STORED = FeedbackColumn(KEY_STYLE, {})  # the column holds keys: no feedback text is a task
 
 
 def _one_line(e: BaseException) -> str:
@@ -507,6 +510,8 @@ class LeRobotDataset:
 
     def _resolution(self, field: str):
         """(FeedbackColumn or None, error text or None): the dataset-wide reading of a feedback column."""
+        if field not in self._feedback and not set(self.tasks.values()) & set(self.vocabulary.texts.values()):
+            self._feedback[field] = (_KEYS_AS_STORED, None)  # no feedback text is a task: keys (seed style)
         if field not in self._feedback:
             try:
                 labels, rewards = self._scan_labels(field)
@@ -561,6 +566,11 @@ class LeRobotDataset:
                 raise DatasetError(path, field, f"episode {meta.index}: {e}") from None
         if res.note:
             self.quirks.report("feedback-ambiguous", f"{self.root / F.REWARDS} [{field}]: {res.note}")
+        if res is _KEYS_AS_STORED:
+            unknown = sorted(set(np.unique(values).tolist()) - set(self.vocabulary.texts))
+            if unknown:
+                self._extend_vocabulary(unknown, field)
+            return values
         uniq, inverse = np.unique(values, return_inverse=True)
         missing = [int(v) for v in uniq if int(v) not in res.keys]
         if missing:
