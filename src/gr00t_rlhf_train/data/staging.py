@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from gr00t_rlhf_train.data import features as F
 from gr00t_rlhf_train.data.errors import DatasetError, DatasetWriteError
 from gr00t_rlhf_train.data.meta import write_json_atomic
-from gr00t_rlhf_train.data.video import TIME_BASE, remux
+from gr00t_rlhf_train.data.video import quantize_times, remux
 
 ROWS = "rows.arrows"
 VIDEO = "video.mp4"
@@ -97,8 +97,7 @@ def read_rows(path: Path) -> pa.Table:
 
 def relative_times(ts: np.ndarray) -> np.ndarray:
     """float32 seconds since the first row, on the video's time grid: equal to each frame's pts."""
-    ticks = TIME_BASE.denominator
-    return (np.round((ts - ts[0]) * ticks) / ticks).astype(np.float32)  # [N], same rounding as quantize_time
+    return quantize_times(ts - ts[0])  # [N], as the writer computed each frame's pts
 
 
 def episode_table(rows: pa.Table, episode_index: int, offset: int, task_index: dict[str, int],

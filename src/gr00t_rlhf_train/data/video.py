@@ -13,8 +13,8 @@ Loaders that seek by time land on the keyframe at or before the time; Isaac-GR00
 it the exact frame (measured cost in docs/datasets.md).
 
 Time base: frame times are stored in ticks of :data:`TIME_BASE` (1/4096 s). The writer quantises
-the parquet ``timestamp`` to the same grid with :func:`quantize_time`, so a float32 timestamp and the
-frame's pts are *equal* numbers: a loader that seeks to the row's timestamp and takes the frame at
+the parquet ``timestamp`` to the same grid (rounding down) with :func:`quantize_times`, so a float32
+timestamp and the frame's pts are *equal* numbers: a loader that seeks to the row's timestamp and takes the frame at
 (or at/after) it gets exactly that row's frame (with milliseconds, float32 rounding put half of the
 rows a hair after their frame's pts).
 
@@ -43,10 +43,21 @@ _TIME_TOL = 1e-3  # a frame stamped within 1 ms after t still counts as "at" t
 DEFAULT_GOP_FRAMES = 1  # keyframe interval in frames (see the module docstring)
 
 
-def quantize_time(t: float) -> float:
-    """``t`` seconds on the encoder's time grid, as the float32 value the parquet stores (exact pts)."""
+def quantize_times(t: np.ndarray) -> np.ndarray:
+    """Seconds -> float32 seconds on the encoder's time grid, rounded DOWN: what the parquet stores.
+
+    Each value is exactly a frame's pts (no float32 rounding left), and never later than the
+    time given: a loader that rounds a row's timestamp to the nominal ``k / fps`` and asks for
+    the frame shown then (torchcodec's ``get_frames_played_at``) still lands on this frame. The
+    1e-6 tick slack keeps a value that float arithmetic left a hair below a grid point on it.
+    """
     ticks = TIME_BASE.denominator
-    return float(np.float32(np.round(np.float64(t) * ticks) / ticks))  # staging.relative_times rounds alike
+    return (np.floor(np.asarray(t, np.float64) * ticks + 1e-6) / ticks).astype(np.float32)
+
+
+def quantize_time(t: float) -> float:
+    """One time through :func:`quantize_times` (the encoder's pts of a frame shown at ``t``)."""
+    return float(quantize_times(np.array([t]))[0])
 
 
 def frame_index_at(frame_times: np.ndarray, t: float) -> int:
@@ -84,6 +95,10 @@ class VideoEncoder:
         check_gop_frames(gop_frames, "VideoEncoder.gop_frames")
         self.frames = 0
         self._last_pts = -1
+        # each packet lasts a hair over 1/fps: the last frame's duration (the others are pts
+        # differences) keeps the file's average frame rate at or just below fps, so loaders that
+        # snap timestamps to multiples of 1/average_fps (GR00T's torchcodec path) land on our frames
+        self._frame_period = 1 / Fraction(fps).limit_denominator(1000)
         try:
             self._container = av.open(str(self.path), "w", format="mp4", options={
                 "movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"})
@@ -170,6 +185,8 @@ class VideoEncoder:
     def _mux(self, packets) -> None:
         try:
             for p in packets:
+                if p.time_base:
+                    p.duration = math.ceil(self._frame_period / p.time_base) + 1
                 self._container.mux(p)
         except OSError as e:
             raise DatasetWriteError(self.path, None, f"cannot write video: {e}", getattr(e, "errno", None)) from e

@@ -4,7 +4,9 @@ What its loader does, re-implemented here from its public description (gr00t/dat
 gr00t/utils/video.py): a video frame for row ``r`` is fetched by the row's parquet ``timestamp``;
 the PyAV-based ``torchvision_av`` backend seeks to the keyframe at or before that time and decodes
 forward. Its N1/N1.5 release returns the first decoded frame for a single timestamp; the later one
-decodes until a frame's time is >= the timestamp and takes that frame. Both are emulated. A
+decodes until a frame's time is >= the timestamp and takes that frame. Both are emulated, and so
+is the later code's ``torchcodec`` path (snap the timestamp to a multiple of 1/average_fps, take
+the frame shown then; it needs rows on the 1/fps grid with no gap). A
 language annotation ``annotation.<k>`` (modality.json ``annotation`` entry, column = its
 ``original_key`` or the key itself) holds task indices, resolved through tasks.jsonl.
 """
@@ -28,8 +30,12 @@ FPS = 10.0
 
 
 def record(root: Path, vocabulary: dict[int, str], episodes: int = 2, frames: int = 23, gop_frames: int = 1,
-           low_latency: bool = True) -> list[dict]:
-    """Episodes with ROS-like jittered timestamps and changing feedback; returns the truth per episode."""
+           low_latency: bool = True, jitter: bool = True) -> list[dict]:
+    """Episodes with changing feedback; returns the truth per episode.
+
+    ``jitter``: timestamps of a timer with +-20 ms jitter; else on the recorder's tick grid
+    ``t0 + k / fps`` (what the aligner produces), far from the origin like a ROS clock.
+    """
     rng = np.random.default_rng(7)
     w = DatasetWriter.create(root, fps=FPS, image_size=SIZE, vocabulary=vocabulary, gop_frames=gop_frames,
                              low_latency=low_latency)
@@ -38,10 +44,10 @@ def record(root: Path, vocabulary: dict[int, str], episodes: int = 2, frames: in
     for e in range(episodes):
         task = TASKS[e % len(TASKS)]
         ep = w.start_episode(task)
-        t = 1000.0 + 37.3 * e
+        t0 = t = 1_700_000_000.0 + 37.3 * e
         fb = []
         for i in range(frames):
-            t += 1.0 / FPS + rng.uniform(-0.02, 0.02)  # timer jitter of a live recorder
+            t = t + 1.0 / FPS + rng.uniform(-0.02, 0.02) if jitter else t0 + (i + 1) / FPS
             k = keys[(3 * e + i // 4) % len(keys)]
             ep.add_frame(synth_image(SIZE, e, i), [i, 0, 0], [0, 0], t, k)
             fb.append(k)
@@ -63,6 +69,23 @@ def gr00t_language(root: Path, table, key: str) -> list[str]:
     column = modality["annotation"][sub].get("original_key") or key
     tasks = gr00t_tasks(root)
     return [tasks[int(i)] for i in table.column(column).to_pylist()]  # KeyError = their .loc failing
+
+
+def gr00t_frames_torchcodec(path: Path, timestamps: np.ndarray) -> list[np.ndarray]:
+    """Their ``torchcodec`` fetch (later code): snap each timestamp to the nearest multiple of
+    1/average_fps (an error if that is >= 1 % of a frame interval away), then the frame shown
+    at that time (the last frame whose pts is <= it)."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        interval = 1 / float(s.average_rate)  # frames / duration, as the decoder's metadata says
+        decoded = [(float(f.pts * s.time_base), f.to_ndarray(format="rgb24")) for f in c.decode(s)]
+    pts = np.array([t for t, _ in decoded])
+    out = []
+    for t in timestamps.astype(np.float64):
+        snapped = np.round(t / interval) * interval
+        assert abs(snapped - t) / interval < 0.01, f"GR00T would refuse timestamp {t}"
+        out.append(decoded[int(np.searchsorted(pts, snapped, side="right")) - 1][1])
+    return out
 
 
 def gr00t_frame(path: Path, timestamp: np.float32, first_only: bool) -> np.ndarray:
@@ -115,10 +138,11 @@ def test_committed_video_is_an_ordinary_mp4_with_exact_frames_and_duration(tmp_p
         np.testing.assert_array_equal(pts.astype(np.float32), times)  # each row's timestamp is its frame's pts
 
 
+@pytest.mark.parametrize("jitter", [True, False], ids=["jittered", "tick-grid"])
 @pytest.mark.parametrize("first_only", [True, False], ids=["gr00t-n1", "gr00t-later"])
-def test_gr00t_seek_by_timestamp_returns_our_frame_for_every_row(tmp_path, first_only):
+def test_gr00t_seek_by_timestamp_returns_our_frame_for_every_row(tmp_path, first_only, jitter):
     root = tmp_path / "ds"
-    record(root, BINARY)
+    record(root, BINARY, jitter=jitter)
     ds = LeRobotDataset(root)
     for e in range(ds.num_episodes):
         ep = ds.episode(e)
@@ -128,6 +152,19 @@ def test_gr00t_seek_by_timestamp_returns_our_frame_for_every_row(tmp_path, first
             theirs, ours = gr00t_frame(path, t, first_only), ep.frame(r)
             assert ep.video().index_at(float(t)) == r
             assert np.array_equal(theirs, ours), f"episode {e} row {r} t={t}: GR00T gets another frame than ours"
+
+
+def test_gr00t_torchcodec_snapping_to_frame_times_returns_our_frame_for_every_row(tmp_path):
+    """Their torchcodec path needs rows on the 1/fps grid (the recorder's ticks, none dropped)."""
+    root = tmp_path / "ds"
+    record(root, BINARY, frames=150, jitter=False)
+    ds = LeRobotDataset(root)
+    for e in range(ds.num_episodes):
+        ep, meta = ds.episode(e), ds.episodes[e]
+        times = pq.read_table(meta.data_path).column(F.TIMESTAMP).to_numpy()
+        theirs = gr00t_frames_torchcodec(meta.video_paths[F.EGO_VIEW], times)
+        for r, t in enumerate(times):
+            assert np.array_equal(theirs[r], ep.frame(r)), f"episode {e} row {r} t={t}: GR00T gets another frame"
 
 
 def test_gop_2_is_exact_only_for_loaders_that_decode_forward(tmp_path):

@@ -28,8 +28,8 @@ def test_round_trip_numeric_columns_identical_and_frames_within_codec_error(tiny
         np.testing.assert_array_equal(ep.action, np.stack(t.action))
         np.testing.assert_array_equal(ep.feedback_keys, t.validity)
         np.testing.assert_array_equal(ep.reward, np.array(t.validity, np.float32))  # binary: reward = key
-        # times are quantised to the video's time grid (1/4096 s) so that each equals its frame's pts
-        np.testing.assert_allclose(ep.times, np.array(t.timestamps) - t.timestamps[0], atol=0.5 / 4096 + 1e-7)
+        # times are quantised (down) to the video's time grid (1/4096 s) so that each equals its frame's pts
+        np.testing.assert_allclose(ep.times, np.array(t.timestamps) - t.timestamps[0], atol=1 / 4096 + 1e-7)
         assert ep.done.tolist() == [False] * (len(ep) - 1) + [True]
         assert ep.task_texts == [t.task] * len(ep)
         assert ep.feedback_texts[0] == BINARY[t.validity[0]]
