@@ -16,7 +16,8 @@ import numpy as np
 
 from gr00t_rlhf_train.data import features as F
 from gr00t_rlhf_train.data.errors import DatasetError
-from gr00t_rlhf_train.data.reader import Episode, LeRobotDataset, guard_video
+from gr00t_rlhf_train.data.columns import guard_video
+from gr00t_rlhf_train.data.reader import Episode, LeRobotDataset
 
 RATE_TOLERANCE = 0.25  # an episode's row or video rate may differ this much (relative) from the reference
 

@@ -53,14 +53,18 @@ def test_non_finite_values_name_episode_column_row(three, column, row, value):
     assert len(rep.errors) == 1 and f"episode 1 row {row}" in rep.errors[0]
 
 
-def test_badly_cut_videos_are_listed_per_episode(three):
-    shutil.copyfile(video(three, 0), video(three, 2))  # 4 frames for 6 rows: 33 % missing
-    shutil.copyfile(video(three, 0), video(three, 1))  # 4 frames for 5 rows: 20 %, on the limit: a warning
-    rep = validate(three)
-    assert len(rep.errors) == 1 and "episode 2: the video covers 0.40s of the episode's 0.60s" in rep.errors[0]
-    shutil.copyfile(video(three, 0), video(three, 1))
-    set_column(three, 1, F.TIMESTAMP, [100.0 + i * 0.2 for i in range(5)], pa.float32())  # 1.0 s of rows, 0.4 s video
-    rep = validate(three)
+def test_badly_cut_videos_are_listed_per_episode(tmp_path):
+    root = tmp_path / "long"
+    make_dataset(root, episodes=3, frames=17, size=(16, 24))  # 17, 18, 19 frames
+    short = tmp_path / "short"
+    make_dataset(short, episodes=1, frames=4, size=(16, 24))
+    shutil.copyfile(video(root, 0), video(root, 2))  # 17 frames for 19 rows: 0.2 s, 11 % missing: a warning
+    shutil.copyfile(video(short, 0), video(root, 1))  # 4 frames for 18 rows: 78 % missing: an error
+    rep = validate(root)
+    assert len(rep.errors) == 1 and "episode 1: the video covers 0.40s of the episode's 1.80s" in rep.errors[0]
+    assert any("the video ends 0.20s before the last parquet row" in w for w in rep.warnings)
+    shutil.copyfile(video(short, 0), video(root, 2))
+    rep = validate(root)
     cut = [e for e in rep.errors if "the video covers" in e]
     assert [("episode 1:" in e, "episode 2:" in e) for e in cut] == [(True, False), (False, True)]
 
