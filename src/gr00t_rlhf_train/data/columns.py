@@ -49,10 +49,12 @@ def vector_column(table: pa.Table, name: str, path: Path) -> np.ndarray:
         if flat.null_count:
             raise DatasetError(path, name, f"{flat.null_count} null entries inside its lists")
         width = int(lengths[0]) if len(lengths) else 0
-        return flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(col), width)  # [N, D]
+        with np.errstate(over="ignore"):  # beyond float32: inf, reported by check_finite
+            return flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(col), width)  # [N, D]
     if not _numeric_type(col.type):
         raise DatasetError(path, name, f"not a numeric column ({col.type})")
-    return col.to_numpy(zero_copy_only=False).astype(np.float32)[:, None]  # [N, 1]
+    with np.errstate(over="ignore"):
+        return col.to_numpy(zero_copy_only=False).astype(np.float32)[:, None]  # [N, 1]
 
 
 def scalar_column(table: pa.Table, name: str, dtype, default=None, path: Path | None = None) -> np.ndarray | None:
@@ -64,7 +66,8 @@ def scalar_column(table: pa.Table, name: str, dtype, default=None, path: Path | 
         raise DatasetError(path or "parquet", name, f"holds {col.type}, expected numbers")
     if col.null_count:
         raise DatasetError(path or "parquet", name, f"{col.null_count} null value(s), first at row {_first_null(col)}")
-    return col.to_numpy(zero_copy_only=False).astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return col.to_numpy(zero_copy_only=False).astype(dtype)
 
 
 def integer_column(table: pa.Table, name: str, path: Path, episode: int | None = None) -> np.ndarray | None:

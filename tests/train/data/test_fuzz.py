@@ -190,8 +190,33 @@ def swap_video(rng, root):
     return f"{a.relative_to(root)} replaced by {b.name}"
 
 
+def shuffle_rows(rng, root):
+    p = rng.choice(_files(root, ".parquet"))
+    t = pq.read_table(p)
+    order = list(range(t.num_rows))
+    rng.shuffle(order)
+    pq.write_table(t.take(pa.array(order)), p)
+    return f"{p.relative_to(root)}: rows shuffled {order}"
+
+
+def episode_lines(rng, root):
+    p = root / "meta/episodes.jsonl"
+    lines = [line for line in p.read_text().splitlines() if line.strip()]
+    kind = rng.choice(["duplicate", "drop", "swap", "extra"])
+    if kind == "duplicate":
+        lines.insert(rng.randrange(len(lines) + 1), rng.choice(lines))
+    elif kind == "drop":
+        lines.pop(rng.randrange(len(lines)))
+    elif kind == "swap":
+        lines[0], lines[-1] = lines[-1], lines[0]
+    else:
+        lines.append(json.dumps({"episode_index": len(lines), "tasks": ["x"], "length": 5}))
+    p.write_text("\n".join(lines) + "\n")
+    return f"episodes.jsonl: {kind} a line"
+
+
 MUTATIONS = (truncate, flip_bytes, garbage, delete, to_directory, not_utf8, json_value, json_value, info_field,
-             parquet_column, parquet_column, swap_video)
+             parquet_column, parquet_column, swap_video, shuffle_rows, episode_lines)
 
 
 # ---- the checks --------------------------------------------------------------------------------
@@ -208,7 +233,9 @@ def read_everything(root: Path) -> None:
 
 
 def check_mutant(root: Path, what: str) -> str:
-    """'error' or 'ok'; fails the test on any other exception or an unclean CLI answer."""
+    """'error' or 'ok'; fails the test on any other exception or an unclean CLI answer.
+
+    The CLI runs ``dataset info`` or ``dataset validate`` (chosen by the mutant's description)."""
     try:
         read_everything(root)
         reader = "ok"
@@ -224,7 +251,7 @@ def check_mutant(root: Path, what: str) -> str:
         assert not rep.ok, f"mutant '{what}': the reader failed but validate passed"
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli_main(["dataset", "validate", "--no-decode", str(root)])
+        rc = cli_main(["dataset", "info" if len(what) % 2 else "validate", str(root)])
     err_lines = err.getvalue().splitlines()
     assert rc in (0, 1), f"mutant '{what}': exit code {rc}"
     assert "Traceback" not in err.getvalue() + out.getvalue() and "unexpected" not in err.getvalue(), (
