@@ -84,6 +84,20 @@ def test_setup_stamp_covers_every_requirements_file():
     assert "requirements/*.txt" in want and "requirements.txt" in want and "setup.py" in want, want
 
 
+def test_setup_refuses_an_unknown_profile_and_ros_distro_without_a_sourced_distro(tmp_path):
+    env = dict(os.environ, VENV=str(tmp_path / "venv"), PYTHON=sys.executable)
+    r = subprocess.run(["bash", "scripts/setup.sh"], cwd=REPO, env=dict(env, PROFILE="gpu"),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "PROFILE=gpu: unknown profile (default, train, ros-distro)" in r.stderr, r.stderr
+    fake = tmp_path / "python-without-rclpy"  # an interpreter on which `import rclpy` fails, as with no distro
+    fake.write_text(f"#!/bin/sh\nif [ \"$2\" = 'import rclpy' ]; then exit 1; fi\nexec {sys.executable} \"$@\"\n")
+    fake.chmod(0o755)
+    r = subprocess.run(["bash", "scripts/setup.sh"], cwd=REPO, env=dict(env, PROFILE="ros-distro", PYTHON=str(fake)),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "rclpy is not importable; source /opt/ros/<distro>/setup.bash" in r.stderr, r.stderr
+    assert not (tmp_path / "venv").exists()
+
+
 # ---------------------------------------------------------------- the training profile, installed
 
 def _closure(requirements) -> list[md.Distribution]:
