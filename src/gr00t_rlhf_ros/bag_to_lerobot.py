@@ -140,7 +140,8 @@ def convert(bag: str | Path, output: str | Path, *, contract: Contract | None = 
     if split not in SPLIT_MODES:
         raise ValueError(f"--split: {split!r} is not one of {SPLIT_MODES}")
     vocab = load_vocabulary(vocabulary) if isinstance(vocabulary, str) else vocabulary
-    config = config or RecorderConfig(fps=contract.dataset_fps, command_timeout=contract.command_timeout)
+    config = config or RecorderConfig(fps=contract.dataset_fps, command_timeout=contract.command_timeout,
+                                      max_wheel_speed=contract.max_wheel_speed)
     report = ConversionReport()
 
     with BagReader(bag) as reader:
@@ -199,7 +200,7 @@ def convert(bag: str | Path, output: str | Path, *, contract: Contract | None = 
                     recorder.start(t)
                 elif kind == "stop" and recorder.recording:
                     report.episodes.append(recorder.stop(t))
-                    report.frames += recorder.counts.emitted
+                    report.frames += recorder.frames_in_episode
                 elif kind == "discard" and recorder.recording:
                     recorder.discard()
                     report.discarded += 1
@@ -265,7 +266,8 @@ def run(args) -> int:
         print(f"bag_to_lerobot: --topic takes KEY=NAME, got {args.topic}", file=sys.stderr)
         return 2
     contract = load_contract()
-    config = RecorderConfig(fps=args.fps or contract.dataset_fps, command_timeout=contract.command_timeout)
+    config = RecorderConfig(fps=args.fps or contract.dataset_fps, command_timeout=contract.command_timeout,
+                            max_wheel_speed=contract.max_wheel_speed)
     try:
         report = convert(args.bag, args.output, contract=contract, topics=topics, vocabulary=args.vocabulary,
                          config=config, split=args.split, split_topic=args.split_topic, gap=args.gap, task=args.task,

@@ -235,3 +235,16 @@ def test_without_rosbags_the_cli_loads_and_bag2lerobot_names_the_missing_package
     err = r.stderr.strip()
     assert r.returncode == 1, r.stdout + r.stderr
     assert len(err.splitlines()) == 1 and "'rosbags' package" in err and "requirements" in err, err
+
+
+def test_commands_are_recorded_as_the_robot_applies_them(tmp_path):
+    """A command beyond the contract's wheel-speed limit lands clamped, as recorder_node writes it."""
+    cmd = bf.topic_name("wheel_commands")
+    msgs = [(t, topic, typ, bf.command(1e6, -1e40) if topic == cmd else m)
+            for t, topic, typ, m in bf.recording(episodes=((1.0, 2.0),), discarded=())]
+    report = convert(bf.write_bag(tmp_path / "bag", msgs), tmp_path / "ds", progress=False)
+    ep = LeRobotDataset(tmp_path / "ds", warn=False).episode(report.episodes[0])
+    limit = load_contract().max_wheel_speed
+    assert report.frames == len(ep) > 0
+    moving = ep.action[np.abs(ep.action).sum(1) > 0]
+    assert len(moving) and np.all(moving == [limit, -limit])
