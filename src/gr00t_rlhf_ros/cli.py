@@ -21,8 +21,6 @@ def _camera_size(text: str) -> tuple[int, int]:
 
 
 def _drive(args) -> int:
-    import os
-
     from gr00t_rlhf_ros.graph import DriveOptionError, DriveOptions, drive_graph, nothing_to_start_hint
     from gr00t_rlhf_ros.launcher import run_graph
 
@@ -45,9 +43,6 @@ def _drive(args) -> int:
     nodes = drive_graph(opts)
     if not nodes:
         print(f"gr00t-rlhf drive: {nothing_to_start_hint('cli')}", file=sys.stderr, flush=True)
-    if opts.sim and (width or 320) * (height or 240) * 3 > 512 * 1024 and not os.environ.get("FASTDDS_BUILTIN_TRANSPORTS"):
-        print("gr00t-rlhf drive: note: camera frames above 512 KB do not fit Fast DDS's default shared-memory "
-              "segment and take ~15 ms; see docs/ros.md (Transports) for LARGE_DATA", file=sys.stderr, flush=True)
     return run_graph(nodes, duration=args.duration)
 
 

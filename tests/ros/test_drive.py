@@ -127,7 +127,7 @@ def test_camera_flags_reach_the_simulator(ros_env, tmp_path, ros_node):
     try:
         img = wait_for(ros_node, spec.name, Image, profile(spec), timeout=40)
         assert (img.width, img.height) == (160, 120)
-        assert "camera 160x120 at 4.0 Hz" in drive.log()
+        wait_until(lambda: "camera 160x120 at 4.0 Hz" in drive.log(), 10, "sim_node's startup line")
     finally:
         drive.stop()
 
