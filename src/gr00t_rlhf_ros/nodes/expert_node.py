@@ -9,6 +9,9 @@ truth is older than ``ground_truth_timeout``, at success, and on every exit path
 """
 from __future__ import annotations
 
+# first: lifecycle notes this process's parent before the slow rclpy imports (see die_with_parent)
+from gr00t_rlhf_ros import lifecycle  # isort: skip
+
 import json
 import time
 from dataclasses import replace
@@ -18,7 +21,6 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray, String
 
-from gr00t_rlhf_ros import lifecycle
 from gr00t_rlhf_ros.contract import load_contract
 from gr00t_rlhf_ros.expert import ExpertConfig, ScriptedExpert
 from gr00t_rlhf_ros.qos import profile

@@ -8,6 +8,9 @@ with stdin from a pipe or script, each line is a key, an integer feedback key or
 """
 from __future__ import annotations
 
+# first: lifecycle notes this process's parent before the slow rclpy imports (see die_with_parent)
+from gr00t_rlhf_ros import lifecycle  # isort: skip
+
 import sys
 import termios
 import threading
@@ -19,7 +22,6 @@ from rclpy.node import Node
 from std_msgs.msg import Int32
 from std_srvs.srv import Trigger
 
-from gr00t_rlhf_ros import lifecycle
 from gr00t_rlhf_ros.contract import load_contract
 from gr00t_rlhf_ros.feedback_keys import default_keymap, help_text, interpret, parse_keymap
 from gr00t_rlhf_ros.qos import profile

@@ -19,6 +19,9 @@ in a summary at shutdown).
 """
 from __future__ import annotations
 
+# first: lifecycle notes this process's parent before the slow rclpy imports (see die_with_parent)
+from gr00t_rlhf_ros import lifecycle  # isort: skip
+
 import json
 import threading
 import time
@@ -29,7 +32,6 @@ from sensor_msgs.msg import Image, Imu, JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
-from gr00t_rlhf_ros import lifecycle
 from gr00t_rlhf_ros.contract import load_contract
 from gr00t_rlhf_ros.msgs import BadCommand, parse_wheel_command, rgb_to_image_msg
 from gr00t_rlhf_ros.qos import profile
