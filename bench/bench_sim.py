@@ -8,8 +8,10 @@ Usage (numbers go into docs/sim.md):
    and bare ``mujoco.mj_step``, while driving, in steps/s and as a real-time factor.
 2. Rendering: ``SimRobot.render`` frames/s in-process at 224x224, 320x240, 640x480.
 3. The node: ``sim_node`` as a child process over Fast DDS at each size and requested camera rate;
-   a subscriber here counts the frames that arrive (achieved fps) and /proc/<pid>/stat gives the
-   node's CPU use (100 % = one core).
+   a subscriber here counts the frames that arrive (achieved fps), measures their latency (header
+   stamp, taken before rendering, to receipt) and /proc/<pid>/stat gives the node's CPU use
+   (100 % = one core). ``--transports default LARGE_DATA`` repeats it per Fast DDS builtin-transport
+   setting (both sides the same; the package itself sets none, see docs/ros.md).
 """
 from __future__ import annotations
 
@@ -66,16 +68,20 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def bench_node(width: int, height: int, rate: float, seconds: float, domain: int) -> dict:
+def bench_node(width: int, height: int, rate: float, seconds: float, domain: int, transports: str = "default") -> dict:
     import rclpy
     from sensor_msgs.msg import Image
 
     from gr00t_rlhf_ros.contract import load_contract
     from gr00t_rlhf_ros.qos import profile
 
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), MUJOCO_GL=os.environ.get("MUJOCO_GL", "osmesa"),
-               FASTDDS_BUILTIN_TRANSPORTS=os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA"))
-    os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = env["FASTDDS_BUILTIN_TRANSPORTS"]
+    # sim_node and this subscriber with the same transports (a LARGE_DATA participant and a default
+    # one do not discover each other)
+    if transports == "default":
+        os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+    else:
+        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = transports
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), MUJOCO_GL=os.environ.get("MUJOCO_GL", "osmesa"))
     argv = [sys.executable, "-m", "gr00t_rlhf_ros.nodes.sim_node", "--ros-args",
             "-p", f"camera_width:={width}", "-p", f"camera_height:={height}", "-p", f"camera_rate:={rate}"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -84,10 +90,12 @@ def bench_node(width: int, height: int, rate: float, seconds: float, domain: int
     node = rclpy.create_node("bench_sim", context=ctx)
     topic = load_contract().topic("camera")
     stamps: list[float] = []
+    latency: list[float] = []
     first = threading.Event()
 
     def cb(msg):
         stamps.append(time.monotonic())
+        latency.append(time.time() - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
         first.set()
 
     node.create_subscription(Image, topic.name, cb, profile(topic))
@@ -100,6 +108,7 @@ def bench_node(width: int, height: int, rate: float, seconds: float, domain: int
             raise RuntimeError(f"sim_node sent no image in 30 s ({width}x{height} at {rate} Hz)")
         time.sleep(1.0)  # let the node settle (first frames, discovery)
         n0, cpu0, t0 = len(stamps), _cpu_seconds(proc.pid), time.monotonic()
+        del latency[:]
         time.sleep(seconds)
         n1, cpu1, t1 = len(stamps), _cpu_seconds(proc.pid), time.monotonic()
     finally:
@@ -108,8 +117,10 @@ def bench_node(width: int, height: int, rate: float, seconds: float, domain: int
         executor.shutdown()
         node.destroy_node()
         ctx.try_shutdown()
+    lat = sorted(latency) or [float("nan")]
     return {"size": f"{width}x{height}", "requested_fps": rate, "achieved_fps": (n1 - n0) / (t1 - t0),
-            "node_cpu_percent": 100.0 * (cpu1 - cpu0) / (t1 - t0)}
+            "node_cpu_percent": 100.0 * (cpu1 - cpu0) / (t1 - t0), "transports": transports,
+            "latency_ms_p50": 1000 * lat[len(lat) // 2], "latency_ms_p95": 1000 * lat[int(len(lat) * 0.95)]}
 
 
 def main(argv=None) -> None:
@@ -118,6 +129,8 @@ def main(argv=None) -> None:
     ap.add_argument("--rates", type=float, nargs="+", default=[10.0, 30.0], help="camera rates to request, Hz")
     ap.add_argument("--domain", type=int, default=91, help="ROS_DOMAIN_ID for the node runs")
     ap.add_argument("--skip-node", action="store_true", help="only the in-process physics and render numbers")
+    ap.add_argument("--transports", nargs="+", default=["default"],
+                    help="Fast DDS builtin transports to compare (default = none set, as the package runs)")
     args = ap.parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "osmesa")
     print(f"# bench_sim on {os.cpu_count()} cores, MUJOCO_GL={os.environ['MUJOCO_GL']}")
@@ -130,13 +143,15 @@ def main(argv=None) -> None:
         print(f"| {r['size']} | {r['render_fps']:.0f} |")
     if args.skip_node:
         return
-    print("\n| size | requested fps | achieved fps (received over DDS) | sim_node CPU % (of one core) |")
-    print("|---|---|---|---|")
+    print("\n| size | requested fps | transports | achieved fps (received over DDS) | latency p50 / p95 ms "
+          "(render included) | sim_node CPU % (of one core) |")
+    print("|---|---|---|---|---|---|")
     for w, h in SIZES:
         for rate in args.rates:
-            r = bench_node(w, h, rate, args.seconds, args.domain)
-            print(f"| {r['size']} | {r['requested_fps']:.0f} | {r['achieved_fps']:.1f} | {r['node_cpu_percent']:.0f} |",
-                  flush=True)
+            for transports in args.transports:
+                r = bench_node(w, h, rate, args.seconds, args.domain, transports)
+                print(f"| {r['size']} | {r['requested_fps']:.0f} | {r['transports']} | {r['achieved_fps']:.1f} | "
+                      f"{r['latency_ms_p50']:.1f} / {r['latency_ms_p95']:.1f} | {r['node_cpu_percent']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,22 @@ def _camera_size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
+def _missing_robot_packages(sim: bool) -> str | None:
+    """What ``drive`` needs that this install lacks (the training profile has no ROS, no MuJoCo)."""
+    import importlib.util
+
+    missing = [name for name, needed in (("rclpy", True), ("mujoco", sim)) if needed and importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (f"needs {' and '.join(missing)}, which this install lacks (the training profile, requirements/train.txt, "
+            "has no ROS): use requirements.txt, or requirements/ros-distro.txt on a sourced ROS 2 install")
+
+
 def _drive(args) -> int:
+    missing = _missing_robot_packages(args.sim)
+    if missing:
+        print(f"gr00t-rlhf drive: {missing}", file=sys.stderr)
+        return 2
     from gr00t_rlhf_ros.graph import DriveOptionError, DriveOptions, drive_graph, nothing_to_start_hint
     from gr00t_rlhf_ros.launcher import run_graph
 

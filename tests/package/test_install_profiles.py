@@ -233,3 +233,7 @@ def test_training_profile_runs_the_training_cli_without_ros(train_venv, tmp_path
     err = r.stderr.strip()
     assert r.returncode == 1 and "Traceback" not in err and len(err.splitlines()) == 1, err
     assert "rosbags" in err and "requirements" in err, err
+    r = _run([cli, "drive", "--duration", "1"], env, tmp_path)
+    err = r.stderr.strip()
+    assert r.returncode == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "rclpy" in err and "mujoco" in err and "requirements" in err, err

@@ -15,6 +15,9 @@ the recording timer commits the frames already written and the node goes on with
 """
 from __future__ import annotations
 
+# first: lifecycle notes this process's parent before the slow rclpy imports (see die_with_parent)
+from gr00t_rlhf_ros import lifecycle  # isort: skip
+
 import shutil
 import threading
 from pathlib import Path
@@ -24,7 +27,6 @@ from rclpy.node import Node
 from rclpy.service_introspection import ServiceIntrospectionState
 from std_srvs.srv import Trigger
 
-from gr00t_rlhf_ros import lifecycle
 from gr00t_rlhf_ros.contract import load_contract
 from gr00t_rlhf_ros.msgs import BadMessage, message_class
 from gr00t_rlhf_ros.qos import profile
