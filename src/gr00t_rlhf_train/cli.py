@@ -14,6 +14,8 @@ import sys
 COMMAND_MODULES = (
     "gr00t_rlhf_train.data.cli",
     "gr00t_rlhf_train.model.cli",
+    "gr00t_rlhf_train.stages.cli",    # train sft | reward
+    "gr00t_rlhf_train.eval.cli",      # eval reward | policy
 )
 
 
