@@ -36,6 +36,7 @@ import av
 import numpy as np
 
 from gr00t_rlhf_train.data.errors import DatasetError, DatasetWriteError
+from gr00t_rlhf_train.data.meta import fsync_dir
 
 TIME_BASE = Fraction(1, 4096)  # encoder timestamps in 1/4096 s (exact in float32 up to 4096 s)
 _TIME_BASE = TIME_BASE
@@ -234,7 +235,7 @@ def remux(src: str | Path, dst: str | Path, frames: int | None = None) -> int:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, dst)
-        _fsync_dir(dst.parent)
+        fsync_dir(dst.parent)
     except av.error.FFmpegError as e:
         raise DatasetError(src, "video", f"cannot remux to {dst.name} ({e})") from None
     except OSError as e:
@@ -243,14 +244,6 @@ def remux(src: str | Path, dst: str | Path, frames: int | None = None) -> int:
         if tmp.exists():
             tmp.unlink()
     return n
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def probe_frame_times(path: str | Path) -> tuple[np.ndarray, tuple[int, int], str]:
