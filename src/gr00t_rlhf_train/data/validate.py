@@ -75,6 +75,28 @@ def check_rates(ds: LeRobotDataset, eps: list[Episode], videos: dict[tuple[int, 
     return out
 
 
+def check_gaps(ds: LeRobotDataset, eps: list[Episode]) -> list[str]:
+    """Episodes with missing ticks (a step over 1.5 frames): one warning for all of them.
+
+    The recorder drops a tick whose sensors are stale rather than invent data; the episode stays
+    usable for our reader, but LeRobot's timestamp check and Isaac-GR00T's torchcodec backend,
+    which expect one row every 1/fps, refuse such an episode."""
+    gaps = {}
+    for e in eps:
+        dt = np.diff(e.times)
+        n = int(np.sum(np.round(dt[dt > 1.5 / ds.fps] * ds.fps) - 1))
+        if n > 0:
+            gaps[e.index] = (n, float(dt.max()))
+    if not gaps:
+        return []
+    first = min(gaps)
+    n, largest = gaps[first]
+    more = f" (and {len(gaps) - 1} more episodes)" if len(gaps) > 1 else ""
+    return [f"{ds.episodes[first].data_path} [{F.TIMESTAMP}]: episode {first} misses {n} tick(s) of the "
+            f"{ds.fps:g} fps grid (largest step {largest:.2f}s){more}; LeRobot's timestamp check and GR00T's "
+            "torchcodec video backend refuse episodes with gaps"]
+
+
 def validate(root: str | Path, decode: bool = True) -> ValidationReport:
     """Open ``root``, load every episode and (``decode``) the first and last frame of every video."""
     rep = ValidationReport(Path(root))
@@ -105,6 +127,7 @@ def validate(root: str | Path, decode: bool = True) -> ValidationReport:
             except DatasetError as e:
                 rep.errors.append(str(e))
     rep.errors.extend(check_rates(ds, loaded, videos))
+    rep.warnings.extend(check_gaps(ds, loaded))
     if not rep.errors:
         try:
             ds.stats  # noqa: B018 - reports a stats.json that does not match the data as a quirk

@@ -181,3 +181,22 @@ def test_seed_datasets_still_validate(datasets_dir, name):
     rep = validate(datasets_dir / name, decode=False)
     assert rep.ok, rep.errors[:3]
     assert any("video ends" in w and "more)" in w for w in rep.warnings)  # the known shortfall: one summarised warning
+
+
+def test_missing_ticks_are_a_warning_naming_the_episode(tmp_path):
+    """A tick the recorder dropped (stale sensor) leaves a gap that GR00T's torchcodec loader refuses."""
+    from gr00t_rlhf_train.data.writer import DatasetWriter
+    from gr00t_rlhf_train.feedback import BINARY
+
+    root = tmp_path / "gaps"
+    w = DatasetWriter.create(root, fps=10.0, image_size=(16, 24), vocabulary=BINARY)
+    for times in ([0.0, 0.1, 0.2, 0.3], [0.0, 0.1, 0.2, 0.5, 0.6]):   # episode 1 misses 0.3 and 0.4
+        ep = w.start_episode("Find Blue cube")
+        for k, t in enumerate(times):
+            ep.add_frame(np.full((16, 24, 3), 30 * k, np.uint8), [0.0, 0.0, 0.0], [0.0, 0.0], t, 1)
+        ep.commit()
+    w.close()
+    rep = validate(root)
+    assert rep.ok, rep.errors
+    gaps = [m for m in rep.warnings if "tick" in m]
+    assert len(gaps) == 1 and "episode 1 misses 2 tick(s)" in gaps[0] and "torchcodec" in gaps[0], rep.warnings
