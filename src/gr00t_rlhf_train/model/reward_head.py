@@ -28,6 +28,7 @@ from .dit import DiT
 
 HEAD_KINDS = ("mlp", "dit")
 POOLS = ("first", "mean", "last")
+OUTPUTS = ("value", "logit")
 
 
 @dataclass
@@ -42,8 +43,19 @@ class RewardHeadConfig:
     head_dim: int = 64
     refine_steps: int = 2
     dropout: float = 0.0
+    output: str = "value"          # the head's number is the reward itself, or a logit (trained with BCE/focal)
+    reward_range: tuple = (0.0, 1.0)   # "logit": sigmoid mapped onto this range (binary 0..1, scores -1..1)
 
     def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise ConfigError(f"RewardHeadConfig.output = {self.output!r}: allowed {OUTPUTS}")
+        try:
+            lo, hi = (float(v) for v in self.reward_range)
+        except (TypeError, ValueError):
+            raise ConfigError(f"RewardHeadConfig.reward_range = {self.reward_range!r}: expected (low, high)") from None
+        if not lo < hi:
+            raise ConfigError(f"RewardHeadConfig.reward_range = {self.reward_range!r}: low must be below high")
+        self.reward_range = (lo, hi)
         if self.kind not in HEAD_KINDS:
             raise ConfigError(f"RewardHeadConfig.kind = {self.kind!r}: allowed {HEAD_KINDS}")
         if self.pool not in POOLS:
@@ -54,7 +66,17 @@ class RewardHeadConfig:
                 raise ConfigError(f"RewardHeadConfig.{name} = {v!r}: must be a positive integer")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["reward_range"] = list(self.reward_range)
+        return d
+
+    def to_reward(self, raw: torch.Tensor) -> torch.Tensor:
+        """The head's raw output -> a reward on the target's scale (identity for ``value``;
+        ``low + (high - low) * sigmoid(raw)`` for ``logit``)."""
+        if self.output == "value":
+            return raw
+        lo, hi = self.reward_range
+        return lo + (hi - lo) * torch.sigmoid(raw)
 
 
 def pool_tokens(features: torch.Tensor, mask: torch.Tensor, pool: str) -> torch.Tensor:

@@ -162,9 +162,15 @@ class RewardModel(nn.Module):
         return self._graphed(inputs, guard=weights_guard(self))
 
     @torch.no_grad()
+    def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Rewards [B] of a prepared batch on the target's scale (the last refinement step through
+        ``head_config.to_reward``: a logit head's output becomes a probability mapped onto the reward range)."""
+        return self.head_config.to_reward(self.infer(batch)[-1].float())
+
+    @torch.no_grad()
     def score(self, clip: dict) -> float | np.ndarray:
-        """Reward of one clip (a float) or of a batch of clips (array [B])."""
+        """Reward of one clip (a float) or of a batch of clips (array [B]), on the target's scale."""
         self.eval()
         lang_key = next((k for k in LANGUAGE_KEYS if k in clip), None)
-        out = self.infer(self.prepare(clip))[-1].float().cpu().numpy()
+        out = self.predict(self.prepare(clip)).cpu().numpy()
         return float(out[0]) if lang_key and isinstance(clip[lang_key], str) else out
