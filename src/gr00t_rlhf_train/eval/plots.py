@@ -73,9 +73,10 @@ def roc_plot(scores, labels, path: str | Path, auroc: float | None = None, extra
 
 
 def timeline_plot(pred, target, episode_ids, rows, path: str | Path, feedback=None, vocabulary: dict | None = None,
-                  episodes: list[int] | None = None, fps: float | None = None) -> Path:
-    """One panel per episode: predicted and target reward against time, the human feedback key of each
-    row drawn under the curves as a coloured band (one colour per key of ``vocabulary``)."""
+                  episodes: list[int] | None = None, times=None) -> Path:
+    """One panel per episode: predicted and target reward against time (``times``: seconds since the episode
+    start of each row; else the row), the human feedback key of each row drawn under the curves as a coloured
+    band (one colour per key of ``vocabulary``)."""
     plt = _pyplot()
     e, r = np.asarray(episode_ids), np.asarray(rows)
     p = np.asarray(pred, float)
@@ -89,7 +90,7 @@ def timeline_plot(pred, target, episode_ids, rows, path: str | Path, feedback=No
     for ax, ep in zip(axes[:, 0], episodes):
         m = e == ep
         order = np.argsort(r[m])
-        x = r[m][order] / fps if fps else r[m][order]
+        x = (np.asarray(times, float)[m] if times is not None else r[m])[order]
         ax.plot(x, p[m][order], color="tab:blue", lw=1.2, label="predicted")
         if t is not None:
             ax.plot(x, t[m][order], color="black", lw=1.0, ls="--", label="target")
@@ -108,15 +109,16 @@ def timeline_plot(pred, target, episode_ids, rows, path: str | Path, feedback=No
         ax.set_title(f"episode {ep}", fontsize=9)
         ax.set_ylabel("reward")
         ax.legend(loc="upper right", fontsize=7, ncol=4)
-    axes[-1, 0].set_xlabel("time since episode start (s)" if fps else "row")
+    axes[-1, 0].set_xlabel("time since episode start (s)" if times is not None else "row")
     fig.tight_layout()
     return _save(fig, path)
 
 
 def action_plot(pred, recorded, episode_ids, rows, path: str | Path, names: list[str] | None = None,
-                episodes: list[int] | None = None, fps: float | None = None) -> Path:
+                episodes: list[int] | None = None, times=None) -> Path:
     """Predicted (first action of each chunk) vs recorded commands [N, Da] for a few episodes, one row
-    of panels per episode and one column per action dimension (e.g. left and right wheel)."""
+    of panels per episode and one column per action dimension (e.g. left and right wheel); x as in
+    ``timeline_plot``."""
     plt = _pyplot()
     p, a = np.asarray(pred, float), np.asarray(recorded, float)
     e, r = np.asarray(episode_ids), np.asarray(rows)
@@ -127,13 +129,13 @@ def action_plot(pred, recorded, episode_ids, rows, path: str | Path, names: list
     for row_axes, ep in zip(axes, episodes):
         m = e == ep
         order = np.argsort(r[m])
-        x = r[m][order] / fps if fps else r[m][order]
+        x = (np.asarray(times, float)[m] if times is not None else r[m])[order]
         for d, ax in enumerate(row_axes):
             ax.plot(x, a[m][order, d], color="black", lw=1.0, label="recorded")
             ax.plot(x, p[m][order, d], color="tab:orange", lw=1.0, label="predicted")
             ax.set_title(f"episode {ep}: {names[d]}", fontsize=9)
             ax.legend(loc="upper right", fontsize=7)
     for ax in axes[-1]:
-        ax.set_xlabel("time since episode start (s)" if fps else "row")
+        ax.set_xlabel("time since episode start (s)" if times is not None else "row")
     fig.tight_layout()
     return _save(fig, path)

@@ -31,7 +31,7 @@ def test_scatter_roc_and_timeline_are_pngs(tmp_path, evaluation):
     assert _is_png(plots.roc_plot(pred, target > 0.5, tmp_path / "roc.png", auroc=0.9,
                                   extra={"time": (rows, target > 0.5)}))
     out = plots.timeline_plot(pred, target, ep, rows, tmp_path / "sub" / "timeline.png", feedback=fb,
-                              vocabulary={0: "Doing bad", 1: "Doing good"}, fps=10.0)
+                              vocabulary={0: "Doing bad", 1: "Doing good"}, times=rows / 10.0)
     assert _is_png(out) and out.parent.name == "sub"
 
 
@@ -44,7 +44,7 @@ def test_action_plot(tmp_path):
     rng = np.random.default_rng(1)
     rec = rng.uniform(-5, 5, (30, 2))
     out = plots.action_plot(rec + rng.normal(0, 0.5, (30, 2)), rec, np.repeat([0, 1], 15), np.tile(np.arange(15), 2),
-                            tmp_path / "actions.png", names=["left wheel", "right wheel"], fps=10)
+                            tmp_path / "actions.png", names=["left wheel", "right wheel"], times=np.tile(np.arange(15), 2) / 10)
     assert _is_png(out)
 
 
