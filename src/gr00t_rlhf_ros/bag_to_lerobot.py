@@ -35,6 +35,7 @@ from gr00t_rlhf_ros.contract import Contract, load_contract
 from gr00t_rlhf_ros.msgs import image_msg_to_rgb
 from gr00t_rlhf_ros.recording import INPUT_TOPICS, EpisodeRecorder, RecorderConfig, RecorderError, feed
 from gr00t_rlhf_train.data.errors import DatasetError
+from gr00t_rlhf_train.data.video import DEFAULT_GOP_FRAMES
 from gr00t_rlhf_train.data.writer import DatasetWriter
 from gr00t_rlhf_train.feedback import FeedbackVocabulary, load_vocabulary
 
@@ -122,7 +123,7 @@ def convert(bag: str | Path, output: str | Path, *, contract: Contract | None = 
             topics: dict[str, str] | None = None, vocabulary: FeedbackVocabulary | str = "binary",
             config: RecorderConfig | None = None, split: str = "auto", split_topic: str | None = None,
             gap: float = 2.0, task: str = "", append: bool = False, progress: bool = True,
-            namespace: str = "/") -> ConversionReport:
+            namespace: str = "/", gop_frames: int = DEFAULT_GOP_FRAMES) -> ConversionReport:
     """Convert ``bag`` into the dataset at ``output``; one bad episode does not stop the others.
 
     ``topics`` maps contract keys to other names; these and the contract's names are resolved in
@@ -175,10 +176,10 @@ def convert(bag: str | Path, output: str | Path, *, contract: Contract | None = 
         if (out / "meta" / "info.json").is_file():
             if not append:
                 raise DatasetError(out, None, "already holds a dataset; pass --append to add episodes to it")
-            writer = DatasetWriter.resume(out, low_latency=False)
+            writer = DatasetWriter.resume(out, low_latency=False, gop_frames=gop_frames)
         else:  # offline: x264 frame threads (no crash-latency concern, the bag stays the source)
             writer = DatasetWriter.create(out, config.fps, image.shape[:2], vocab, robot_type=contract.robot_type,
-                                          low_latency=False)
+                                          low_latency=False, gop_frames=gop_frames)
         if not task and names["task"] in reader.topics:  # /task is latched: its first message holds from the start
             task = next((str(m.msg.data) for m in reader.messages([names["task"]])), "")
         recorder = EpisodeRecorder(writer, vocab, config, task)
@@ -254,6 +255,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--task", default="", help="task instruction when the bag has no /task message")
     p.add_argument("--fps", type=float, default=None, help="dataset fps (default: the contract's)")
     p.add_argument("--append", action="store_true", help="append to an existing dataset")
+    p.add_argument("--gop-frames", type=int, default=DEFAULT_GOP_FRAMES,
+                   help="keyframe interval in frames (default 1: every frame, exact for loaders that seek by time)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -271,7 +274,8 @@ def run(args) -> int:
     try:
         report = convert(args.bag, args.output, contract=contract, topics=topics, vocabulary=args.vocabulary,
                          config=config, split=args.split, split_topic=args.split_topic, gap=args.gap, task=args.task,
-                         append=args.append, progress=not args.no_progress, namespace=args.namespace)
+                         append=args.append, progress=not args.no_progress, namespace=args.namespace,
+                         gop_frames=args.gop_frames)
     except (BagError, DatasetError, ValueError, OSError) as e:
         print(f"bag_to_lerobot: error: {e}", file=sys.stderr)
         return 1

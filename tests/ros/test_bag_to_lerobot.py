@@ -248,3 +248,17 @@ def test_commands_are_recorded_as_the_robot_applies_them(tmp_path):
     assert report.frames == len(ep) > 0
     moving = ep.action[np.abs(ep.action).sum(1) > 0]
     assert len(moving) and np.all(moving == [limit, -limit])
+
+
+def test_keyframe_interval_is_a_parameter(tmp_path, capsys):
+    import av
+
+    msgs = bf.recording(episodes=((1.0, 2.0),), discarded=())
+    bag = bf.write_bag(tmp_path / "bag", msgs)
+    assert main([str(bag), str(tmp_path / "bad"), "--gop-frames", "0", "--no-progress"]) == 1
+    assert "gop_frames=0 must be a positive integer" in capsys.readouterr().err
+    assert main([str(bag), str(tmp_path / "ds"), "--gop-frames", "3", "--no-progress"]) == 0
+    ds = LeRobotDataset(tmp_path / "ds", warn=False)
+    with av.open(str(ds.episode(0).video().path)) as c:
+        keyframes = [p.is_keyframe for p in c.demux(c.streams.video[0]) if p.size]
+    assert keyframes[:7] == [True, False, False, True, False, False, True]

@@ -33,6 +33,7 @@ from gr00t_rlhf_ros.qos import profile
 from gr00t_rlhf_ros.recording import (INPUT_TOPICS, EpisodeRecorder, ProblemLog, RecorderConfig, RecorderError,
                                       check_dataset_matches, error_summary, feed, guarded)
 from gr00t_rlhf_train.data.errors import DatasetError
+from gr00t_rlhf_train.data.video import DEFAULT_GOP_FRAMES, check_gop_frames
 from gr00t_rlhf_train.data.writer import DatasetWriter
 from gr00t_rlhf_train.feedback import load_vocabulary
 
@@ -64,6 +65,10 @@ class RecorderNode(Node):
             max_wheel_speed=c.max_wheel_speed,  # recorded as the robot applies them
         )
         task = p("task", "", _desc("task instruction until one arrives on the task topic")).value
+        self.gop_frames = p("gop_frames", DEFAULT_GOP_FRAMES,
+                            _desc("video keyframe interval in frames (1: every frame, exact for loaders that seek "
+                                  "by time, e.g. Isaac-GR00T's)")).value
+        check_gop_frames(self.gop_frames, "gop_frames")
         self.vocab = load_vocabulary(vocab)
         self.recorder = EpisodeRecorder(None, self.vocab, cfg, task)
         self.writer: DatasetWriter | None = None
@@ -177,7 +182,7 @@ class RecorderNode(Node):
     def _open_writer(self) -> DatasetWriter:
         if self.writer is None:
             if (self.root / "meta" / "info.json").is_file():
-                self.writer = DatasetWriter.resume(self.root)
+                self.writer = DatasetWriter.resume(self.root, gop_frames=self.gop_frames)
                 self.get_logger().info(f"appending to {self.root} ({self.writer.num_episodes} episodes)")
                 rep = self.writer.resume_report
                 for idx, n in rep.recovered.items():
@@ -190,7 +195,7 @@ class RecorderNode(Node):
                 size = self.recorder.camera_size
                 if size is None:
                     raise RecorderError(f"no image on {self.in_topics['camera']} yet: cannot size the video")
-                self.writer = DatasetWriter.create(self.root, self.recorder.cfg.fps, size, self.vocab,
+                self.writer = DatasetWriter.create(self.root, self.recorder.cfg.fps, size, self.vocab, gop_frames=self.gop_frames,
                                                    robot_type=self.contract.robot_type)
                 self.get_logger().info(f"created dataset {self.root} ({size[1]}x{size[0]})")
             self.recorder.writer = self.writer
