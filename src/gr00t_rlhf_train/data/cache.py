@@ -36,6 +36,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,10 @@ META_FILE = "cache.json"
 SHARD = "episode_{:06d}.parquet"
 FINGERPRINT_FILES = (F.INFO, F.EPISODES, F.TASKS, F.MODALITY, F.REWARDS)
 RESIZE_BATCH = 32  # frames resized and encoded at once (bounds memory at ~100 MB for 720p frames)
+# torchvision 0.29 deprecates its JPEG codec in favour of torchcodec (not a dependency here); the functions
+# still work and are what a GPU machine without a video decoder has: silence that one notice.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
 SCHEMA = pa.schema([
     ("timestamp", pa.float64()), ("state", pa.list_(pa.float32())), ("action", pa.list_(pa.float32())),
     ("reward", pa.float32()), ("feedback", pa.int64()), ("task_index", pa.int64()),
@@ -122,11 +127,14 @@ def fingerprint(root: str | Path) -> str:
 
 # ---- images ---------------------------------------------------------------------------------------
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> uint8 [N, 3, h, w]: the whole frame, antialiased bilinear (no crop)."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # [N, 3, H, W]
+    """uint8 [N, H, W, 3] -> uint8 [N, 3, h, w]: the whole frame, antialiased bilinear (no crop).
+
+    Interpolates the uint8 channels-last tensor directly (torch's fast CPU path, ~17x faster than
+    float; results within 1 grey level of it)."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [N, 3, H, W], channels-last memory
     if tuple(x.shape[-2:]) != tuple(size):
         x = TF.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)  # [N, 3, h, w]
-    return x.round_().clamp_(0, 255).to(torch.uint8)
+    return x.contiguous()
 
 
 def encode_jpegs(images: torch.Tensor, quality: int) -> list[bytes]:
@@ -275,6 +283,8 @@ def build_cache(dataset, out: str | Path, image_size=(96, 96), episodes: Iterabl
     settings = _settings(size, quality, video_key)
     old = _previous(out, fp, source, settings)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp-*"):  # left by a build that was killed mid-write
+        stale.unlink()
     entries = {int(k): v for k, v in old.get("episodes", {}).items() if (out / v["shard"]).is_file()}
     doc = {"format": FORMAT, "version": FORMAT_VERSION, "complete": False, "source": source, "fingerprint": fp,
            "settings": settings, "episodes": {str(k): v for k, v in sorted(entries.items())}}

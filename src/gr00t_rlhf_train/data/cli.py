@@ -1,12 +1,15 @@
-"""``gr00t-rlhf dataset info|validate PATH``: summary and problems of a dataset (exit 1 on errors)."""
+"""``gr00t-rlhf dataset info|validate PATH``: summary and problems of a dataset (exit 1 on errors);
+``gr00t-rlhf dataset cache DATASET OUT``: build the frame cache that training reads (see data/cache.py)."""
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+import warnings
 
 import numpy as np
 
-from gr00t_rlhf_train.data.errors import DatasetError
+from gr00t_rlhf_train.data.errors import DatasetError, DatasetQuirkWarning
 from gr00t_rlhf_train.data.validate import validate
 
 
@@ -21,6 +24,14 @@ def register(subparsers) -> None:
     val.add_argument("path", help="dataset root (holds meta/, data/, videos/)")
     val.add_argument("--no-decode", action="store_true", help="do not decode video frames (faster)")
     val.set_defaults(func=cmd_validate)
+    cache = sub.add_parser("cache", help="decode the videos once into a compact JPEG frame cache for training")
+    cache.add_argument("path", metavar="DATASET", help="dataset root (holds meta/, data/, videos/)")
+    cache.add_argument("out", metavar="OUT", help="cache directory (new or empty; rerun to finish an interrupted build)")
+    cache.add_argument("--size", default="96", help="picture size: N (N x N) or HxW, e.g. 96 or 96x160 (default 96)")
+    cache.add_argument("--quality", type=int, default=90, help="JPEG quality 1..100 (default 90)")
+    cache.add_argument("--episodes", default=None, help="episodes to cache, e.g. 0-39,45 (default all)")
+    cache.add_argument("--quiet", action="store_true", help="no progress bar")
+    cache.set_defaults(func=cmd_cache)
 
 
 def summary(ds) -> list[str]:
@@ -82,3 +93,44 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     return _report(args.path, False, decode=not args.no_decode)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from gr00t_rlhf_train.data.cache import FrameCache, build_cache, parse_episodes
+
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DatasetQuirkWarning)
+            episodes = parse_episodes(args.episodes) if args.episodes is not None else None
+            out = build_cache(args.path, args.out, image_size=args.size, episodes=episodes, quality=args.quality,
+                              progress=not args.quiet)
+            cache = FrameCache(out)
+    except (DatasetError, ValueError, OSError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    for w in caught:
+        print(f"warning: {_one_line(w.message)}", file=sys.stderr)
+    seconds = time.perf_counter() - t0
+    print("\n".join(cache_summary(cache, seconds)))
+    return 0
+
+
+def cache_summary(cache, seconds: float | None = None) -> list[str]:
+    """Lines describing a frame cache: episodes, rows, pictures, size on disk and per 1,000 pictures."""
+    from gr00t_rlhf_train.data.cache import directory_bytes
+
+    entries = cache.meta["episodes"].values()
+    rows, pictures = sum(e["rows"] for e in entries), sum(e["images"] for e in entries)
+    size = directory_bytes(cache.path)
+    h, w = cache.image_size
+    lines = [
+        f"cache       {cache.path} (of {cache.meta['source']})",
+        f"episodes    {len(cache.episodes)}",
+        f"frames      {pictures} pictures {h}x{w} (HxW), JPEG quality {cache.meta['settings']['quality']}; "
+        f"{rows} rows",
+        f"size        {size / 2**20:.1f} MiB on disk, {size / 2**20 / max(pictures, 1) * 1000:.2f} MiB per 1,000 frames",
+    ]
+    if seconds is not None:
+        lines.append(f"time        {seconds:.1f} s")
+    return lines
