@@ -59,9 +59,8 @@ SHARD = "episode_{:06d}.parquet"
 FINGERPRINT_FILES = (F.INFO, F.EPISODES, F.TASKS, F.MODALITY, F.REWARDS)
 RESIZE_BATCH = 32  # frames resized and encoded at once (bounds memory at ~100 MB for 720p frames)
 # torchvision 0.29 deprecates its JPEG codec in favour of torchcodec (not a dependency here); the functions
-# still work and are what a GPU machine without a video decoder has: silence that one notice.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                        category=DeprecationWarning)
+# still work and are what a GPU machine without a video decoder has: that one notice is silenced.
+_TV_NOTICE = "The image decoding and encoding capabilities of TorchVision"
 SCHEMA = pa.schema([
     ("timestamp", pa.float64()), ("state", pa.list_(pa.float32())), ("action", pa.list_(pa.float32())),
     ("reward", pa.float32()), ("feedback", pa.int64()), ("task_index", pa.int64()),
@@ -140,7 +139,9 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
 def encode_jpegs(images: torch.Tensor, quality: int) -> list[bytes]:
     """uint8 [N, 3, h, w] -> N JPEG byte strings (torchvision, CPU)."""
     from torchvision.io import encode_jpeg
-    return [bytes(t.numpy().tobytes()) for t in encode_jpeg(list(images), quality=quality)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TV_NOTICE, category=DeprecationWarning)
+        return [bytes(t.numpy().tobytes()) for t in encode_jpeg(list(images), quality=quality)]
 
 
 def decode_jpegs(blobs: Sequence[bytes], device: str | torch.device = "cpu") -> torch.Tensor:
@@ -149,7 +150,9 @@ def decode_jpegs(blobs: Sequence[bytes], device: str | torch.device = "cpu") -> 
     if len(blobs) == 0:
         raise ValueError("decode_jpegs: no images given")
     data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
-    out = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TV_NOTICE, category=DeprecationWarning)
+        out = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
     return torch.stack(out).permute(0, 2, 3, 1)  # [N, h, w, 3]
 
 

@@ -203,6 +203,12 @@ def collate(samples: Sequence[dict]) -> dict:
     return out
 
 
+def model_inputs(batch: dict) -> dict:
+    """Only what the model reads (``video.*``, ``state.*``, ``action.*``, the instruction): labels and
+    bookkeeping (target, feedback, episode, row, time) stay out of ``RewardModel.prepare``."""
+    return {k: v for k, v in batch.items() if k.startswith(("video.", "state.", "action.")) or k == INSTRUCTION}
+
+
 def decode_batch(batch: dict, device: str | torch.device = "cpu") -> dict:
     """A batch from ``decode=False`` samples: JPEG lists -> uint8 tensors [B, T, h, w, 3] on ``device``
     (one batched torchvision decode; on a GPU with device="cuda")."""
