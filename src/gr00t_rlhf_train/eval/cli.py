@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import warnings
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -24,8 +25,8 @@ def register(subparsers) -> None:
     sub.required = True
     r = sub.add_parser("reward", help="reward model: MSE/MAE/Pearson/Spearman/accuracy/AUROC, npz and plots")
     _common(r, "eval_reward")
-    r.add_argument("--threshold", type=float, default=0.5,
-                   help="binary labels: positive above this (default 0.5); score labels: above 0")
+    r.add_argument("--threshold", type=float, default=None,
+                   help="binary labels: positive above this (default: the checkpoint's, else 0.5); score labels: above 0")
     r.add_argument("--prediction-only", action="store_true", help="unlabeled data: write predictions.npz only")
     r.add_argument("--batch-size", type=int, default=64, help="clips per forward pass (default 64)")
     r.set_defaults(func=cmd_reward)
@@ -117,23 +118,47 @@ def reward_table(m: dict) -> list[str]:
     for prefix, label in (("frame", "time baseline, frames"), ("episode", "time baseline, episodes")):
         if f"baseline_time.{prefix}.count" in m:
             lines.append(f"{label:24}" + "".join(f"{_fmt(m.get(f'baseline_time.{prefix}.{c}')):>10}" for c in cols))
+    if "baseline_time.best_sign_pearson" in m:
+        lines.append(f"time alone, sign chosen on these frames: Pearson {_fmt(m['baseline_time.best_sign_pearson'])}, "
+                     f"AUROC {_fmt(m['baseline_time.best_sign_auroc'])}")
     lines.append(f"episodes right: {m.get('episode.correct')}/{m.get('episode.count')}; positive above "
                  f"{m.get('positive_above')} ({m.get('target_kind')} targets)")
-    notes = [f"{k}: {v}" for k, v in m.items() if k.endswith("note")]
+    notes = [f"note: {k[:-5]}: {v}" for k, v in m.items()
+             if k.startswith(("frame.", "episode.", "baseline_time.note")) and k.endswith(("pearson_note", "auroc_note", ".note"))]
     return lines + notes
 
 
+def _quirks(stack: ExitStack, data: str) -> None:
+    """Collect the reader's quirk warnings (the seed datasets raise dozens) into one line printed at the end."""
+    from gr00t_rlhf_train.data.errors import DatasetQuirkWarning
+
+    caught = stack.enter_context(warnings.catch_warnings(record=True))
+    warnings.simplefilter("ignore")
+    warnings.simplefilter("always", DatasetQuirkWarning)
+
+    def report() -> None:
+        n = len({str(w.message) for w in caught if issubclass(w.category, DatasetQuirkWarning)})
+        if n:
+            print(f"note: {data} has {n} dataset quirk(s) the reader worked around "
+                  f"(`gr00t-rlhf dataset validate {data}` lists them)", file=sys.stderr)
+    stack.callback(report)
+
+
 def cmd_reward(args: argparse.Namespace) -> int:
-    from .reward import evaluate_reward
+    from .common import resolve_device
+    from .reward import baseline_data, evaluate_reward, reward_checkpoint_meta, training_settings
 
     with ExitStack() as stack:
+        _quirks(stack, args.data)
         try:
+            target = training_settings(reward_checkpoint_meta(args.checkpoint)).get("target", "reward")
+            resolve_device(args.device)
             cache, ds = _prepare_data(args, stack)
             baseline = None
             if ds is not None and not args.prediction_only:
                 eps = [ds.episode(e) for e in _train_episodes(args, ds)]
-                if eps and "next.reward" in ds.columns:
-                    baseline = (np.concatenate([e.times for e in eps]), np.concatenate([e.reward for e in eps]))
+                if target != "reward" or "next.reward" in ds.columns:
+                    baseline = baseline_data(eps, target, ds.vocabulary)
             result = evaluate_reward(args.checkpoint, cache, episodes=args.episodes, max_samples=args.max_samples,
                                      prediction_only=args.prediction_only, batch_size=args.batch_size,
                                      device=args.device, out_dir=args.out, threshold=args.threshold,
@@ -149,10 +174,14 @@ def cmd_reward(args: argparse.Namespace) -> int:
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    from .policy import evaluate_policy
+    from .common import resolve_device
+    from .policy import check_policy_checkpoint, evaluate_policy
 
     with ExitStack() as stack:
+        _quirks(stack, args.data)
         try:
+            check_policy_checkpoint(args.checkpoint)
+            resolve_device(args.device)
             cache, ds = _prepare_data(args, stack)
             baseline = None
             if ds is not None:

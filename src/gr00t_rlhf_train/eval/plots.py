@@ -72,6 +72,14 @@ def roc_plot(scores, labels, path: str | Path, auroc: float | None = None, extra
     return _save(fig, path)
 
 
+def _label(key: int, vocabulary: dict | None, width: int = 32) -> str:
+    """Legend text of a feedback key: "key: text", the text cut to ``width`` characters."""
+    text = (vocabulary or {}).get(key)
+    if text is None:
+        return f"feedback {key}"
+    return f"{key}: {text if len(text) <= width else text[:width - 1] + '…'}"
+
+
 def timeline_plot(pred, target, episode_ids, rows, path: str | Path, feedback=None, vocabulary: dict | None = None,
                   episodes: list[int] | None = None, times=None) -> Path:
     """One panel per episode: predicted and target reward against time (``times``: seconds since the episode
@@ -86,7 +94,7 @@ def timeline_plot(pred, target, episode_ids, rows, path: str | Path, feedback=No
     keys = sorted(vocabulary) if vocabulary else (sorted({int(k) for k in fb[fb >= 0]}) if fb is not None else [])
     cmap = plt.get_cmap("RdYlGn")
     colours = {k: cmap(i / max(len(keys) - 1, 1)) for i, k in enumerate(keys)}
-    fig, axes = plt.subplots(len(episodes), 1, figsize=(8, 2.2 * max(len(episodes), 1)), squeeze=False)
+    fig, axes = plt.subplots(len(episodes), 1, figsize=(11, 2.2 * max(len(episodes), 1)), squeeze=False)
     for ax, ep in zip(axes[:, 0], episodes):
         m = e == ep
         order = np.argsort(r[m])
@@ -104,11 +112,11 @@ def timeline_plot(pred, target, episode_ids, rows, path: str | Path, feedback=No
                 sel = f == k
                 if sel.any():
                     ax.bar(x[sel], band[1] - band[0], width=dx, bottom=band[0], color=colours[k], align="edge",
-                           linewidth=0, label=str(vocabulary.get(k, k)) if vocabulary else str(k))
-        ax.set_ylim(band[0] - 0.02 * span, lo + 1.3 * span)             # room for the legend
+                           linewidth=0, label=_label(k, vocabulary))
+        ax.set_ylim(band[0] - 0.02 * span, lo + 1.05 * span)
         ax.set_title(f"episode {ep}", fontsize=9)
         ax.set_ylabel("reward")
-        ax.legend(loc="upper right", fontsize=7, ncol=4)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
     axes[-1, 0].set_xlabel("time since episode start (s)" if times is not None else "row")
     fig.tight_layout()
     return _save(fig, path)

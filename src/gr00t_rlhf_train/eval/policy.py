@@ -27,11 +27,9 @@ from .common import (EvalError, ranges, check_episodes, check_modality, model_in
 from .metrics import action_mse, mean_action_baseline
 
 
-def load_policy(checkpoint: str | Path, device: str = "auto"):
-    """A policy checkpoint (ours or official) -> Gr00tPolicy on the device (bf16 on CUDA); a reward model's
-    checkpoint is a one-line EvalError."""
+def check_policy_checkpoint(checkpoint: str | Path) -> Path:
+    """A missing directory or a reward model's checkpoint is a one-line EvalError (before any work is done)."""
     from gr00t_rlhf_train.model.checkpoint import CONFIG_NAME, read_meta
-    from gr00t_rlhf_train.model.policy import Gr00tPolicy
 
     path = Path(checkpoint)
     if not path.is_dir():
@@ -41,6 +39,14 @@ def load_policy(checkpoint: str | Path, device: str = "auto"):
         if kind != "policy":
             hint = " (evaluate it with `gr00t-rlhf eval reward`)" if kind == "reward_model" else ""
             raise EvalError(f"{path}: checkpoint kind is {kind!r}, `eval policy` needs a 'policy'{hint}")
+    return path
+
+
+def load_policy(checkpoint: str | Path, device: str = "auto"):
+    """A policy checkpoint (ours or official GR00T N1) -> Gr00tPolicy on the device (bf16 on CUDA)."""
+    from gr00t_rlhf_train.model.policy import Gr00tPolicy
+
+    path = check_policy_checkpoint(checkpoint)
     dev, dtype = resolve_device(device)
     return Gr00tPolicy.from_pretrained(path, device=dev, dtype=dtype)
 

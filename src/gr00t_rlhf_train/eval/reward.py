@@ -23,10 +23,9 @@ from .common import (EvalError, check_episodes, check_modality, model_inputs, op
 from .metrics import positive_cut, reward_metrics, time_baseline_metrics
 
 
-def load_reward_model(checkpoint: str | Path, device: str = "auto"):
-    """A reward checkpoint -> RewardModel on the device (bf16 on CUDA); any other kind is a one-line EvalError."""
+def reward_checkpoint_meta(checkpoint: str | Path) -> dict:
+    """The checkpoint's ``gr00t_rlhf.json``; a missing directory or any kind but a reward model is a one-line error."""
     from gr00t_rlhf_train.model.checkpoint import read_meta
-    from gr00t_rlhf_train.model.reward_model import RewardModel
 
     path = Path(checkpoint)
     if not path.is_dir():
@@ -35,6 +34,15 @@ def load_reward_model(checkpoint: str | Path, device: str = "auto"):
     if meta["kind"] != "reward_model":
         hint = " (evaluate it with `gr00t-rlhf eval policy`)" if meta["kind"] == "policy" else ""
         raise EvalError(f"{path}: checkpoint kind is {meta['kind']!r}, `eval reward` needs a 'reward_model'{hint}")
+    return meta
+
+
+def load_reward_model(checkpoint: str | Path, device: str = "auto"):
+    """A reward checkpoint -> (RewardModel on the device (bf16 on CUDA), its meta)."""
+    from gr00t_rlhf_train.model.reward_model import RewardModel
+
+    path = Path(checkpoint)
+    meta = reward_checkpoint_meta(path)
     dev, dtype = resolve_device(device)
     rm = RewardModel.from_pretrained(path, device=dev, dtype=dtype)
     rm.eval()
@@ -77,42 +85,55 @@ def score_clips(rm, clips, indices: np.ndarray, batch_size: int = 64, progress: 
     return out
 
 
-def baseline_data(cache, episodes: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(time since episode start, reward) of every row of the labelled ``episodes`` (None when none is labelled)."""
+def baseline_data(episodes, target: str = "reward", vocabulary=None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(time since episode start, target) of every row of the labelled ``episodes`` (cache or reader episodes:
+    ``times``, ``reward``, ``feedback`` / ``feedback_keys``); None when none is labelled."""
     times, targets = [], []
-    for ep in episodes:
-        e = cache.episode(int(ep))
-        if e.reward is None:
+    for e in episodes:
+        if target == "reward":
+            y = e.reward
+        else:
+            keys = getattr(e, "feedback", None) if hasattr(e, "feedback") else getattr(e, "feedback_keys", None)
+            y = None if keys is None or vocabulary is None else np.array([vocabulary.reward(int(k)) for k in keys])
+        if y is None:
             continue
         t = np.asarray(e.times, np.float64)
         times.append(t - t[0])
-        targets.append(np.asarray(e.reward, np.float64))
+        targets.append(np.asarray(y, np.float64))
     if not times:
         return None
     return np.concatenate(times), np.concatenate(targets)
 
 
-def _target(cache, episodes: list[int], prediction_only: bool) -> str | None:
-    """Which label RewardClips reads: next.reward; with ``prediction_only`` and no reward column, the feedback
-    keys (saved, not scored) or none at all."""
+def training_settings(meta: dict) -> dict:
+    """What ``train reward`` recorded in the checkpoint (``extra.reward_training``: target, threshold...) or {}."""
+    return dict(((meta.get("extra") or {}).get("reward_training")) or {})
+
+
+def _target(cache, episodes: list[int], wanted: str, prediction_only: bool) -> str | None:
+    """Which label RewardClips reads: ``wanted`` (the checkpoint's training target: next.reward or the feedback
+    keys' rewards); with ``prediction_only`` and no such label, another one (saved, not scored) or none."""
     first = cache.episode(episodes[0])
-    if first.reward is not None:
-        return "reward"
+    have = {"reward": first.reward is not None,
+            "feedback": first.feedback is not None and cache.vocabulary is not None}
+    if have.get(wanted):
+        return wanted
     if not prediction_only:
-        raise EvalError(f"{cache.path}: the cache has no reward labels (next.reward); "
+        what = "reward labels (next.reward)" if wanted == "reward" else "feedback labels with a vocabulary"
+        raise EvalError(f"{cache.path}: the cache has no {what}, the target this model was trained on; "
                         "use --prediction-only for unlabeled data")
-    if first.feedback is not None and cache.vocabulary is not None:
-        return "feedback"
-    return None
+    return next((k for k, ok in have.items() if ok), None)
 
 
 def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: int | None = None,
                     prediction_only: bool = False, batch_size: int = 64, device: str = "auto",
-                    out_dir: str | Path = "eval_reward", threshold: float = 0.5, train_episodes=None,
+                    out_dir: str | Path = "eval_reward", threshold: float | None = None, train_episodes=None,
                     baseline: tuple | None = None, progress: bool = False) -> dict:
     """Evaluate a reward checkpoint on the ``episodes`` of a frame cache (all when None).
 
-    The time baseline is fitted on ``baseline`` = (times, targets) when given, else on the labelled cache
+    The targets are those the model was trained on (``next.reward`` or the feedback keys' rewards, as recorded
+    by ``train reward``; ``next.reward`` otherwise); ``threshold`` (binary targets: positive above it) defaults to
+    the checkpoint's, else 0.5. The time baseline is fitted on ``baseline`` = (times, targets) when given, else on the labelled cache
     episodes ``train_episodes`` (default: every cache episode not evaluated).
     -> {"metrics": {...} (empty with prediction_only), "files": {name: path}, "samples": N, "seconds": s}.
     """
@@ -125,7 +146,16 @@ def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: i
     chosen = check_episodes(cache, episodes)
     rm, meta = load_reward_model(checkpoint, device)
     horizon = rm.head_config.horizon
-    clips = RewardClips(cache, episodes=chosen, horizon=horizon, target=_target(cache, chosen, prediction_only))
+    settings = training_settings(meta)
+    wanted = settings.get("target", "reward")
+    if threshold is None:
+        threshold = float(settings["threshold"]) if settings.get("target_kind") == "binary" and "threshold" in settings \
+            else 0.5
+    target = _target(cache, chosen, wanted, prediction_only)
+    if target is None:
+        raise EvalError(f"{cache.path}: the cache has no labels at all, and RewardClips (data/samples.py) reads "
+                        "only labelled clips; label the data or add unlabeled clips there")
+    clips = RewardClips(cache, episodes=chosen, horizon=horizon, target=target)
     if len(clips) == 0:
         raise EvalError(f"episodes {chosen}: no clips to score in {getattr(cache, 'path', cache)}")
     check_modality(clips[0], rm.processor.modality, checkpoint, getattr(cache, "path", cache))
@@ -150,8 +180,8 @@ def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: i
     m = reward_metrics(cols["pred"], cols["target"], cols["episode"], cols["row"], threshold, lengths)
     if baseline is None:
         others = [e for e in cache.episodes if int(e) not in set(chosen)]
-        baseline = baseline_data(cache, check_episodes(cache, train_episodes, "train episodes")
-                                 if train_episodes is not None else others)
+        fit_on = check_episodes(cache, train_episodes, "train episodes") if train_episodes is not None else others
+        baseline = baseline_data([cache.episode(e) for e in fit_on], wanted, cache.vocabulary)
     base_pred = None
     if baseline is None:
         m["baseline_time.note"] = "no labelled episode outside the evaluated ones to fit the time baseline on"
@@ -171,7 +201,7 @@ def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: i
         files["roc"] = plots.roc_plot(cols["pred"], labels, out / "roc.png", m["frame.auroc"], extra)
     result["seconds"] = time.monotonic() - start
     info = {"checkpoint": str(checkpoint), "cache": str(getattr(cache, "path", cache)), "episodes": chosen,
-            "horizon": horizon, "samples": int(indices.size), "max_samples": max_samples,
+            "horizon": horizon, "target": wanted, "threshold": threshold, "samples": int(indices.size), "max_samples": max_samples,
             "device": str(next(rm.parameters()).device), "seconds": round(result["seconds"], 2),
             "head": (meta.get("head") or {}).get("reward_head")}
     files["metrics"] = write_json(out / "metrics.json", {"info": info, "metrics": m})

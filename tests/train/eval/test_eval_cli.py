@@ -149,3 +149,10 @@ def test_unknown_episodes_raise_eval_error(setup):
     _, cache, rm_ckpt, _ = setup
     with pytest.raises(EvalError, match="train episodes"):
         evaluate_policy(rm_ckpt, cache, episodes=[0], train_episodes=[9])
+
+
+def test_a_wrong_checkpoint_fails_before_caching_a_dataset(setup, tmp_path, capsys):
+    root, _, _, pol_ckpt = setup
+    rc = main(["eval", "reward", str(pol_ckpt), str(root), "--episodes", "0", "--cache", str(tmp_path / "c")])
+    assert rc == 1 and "needs a 'reward_model'" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

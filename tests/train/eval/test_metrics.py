@@ -132,3 +132,16 @@ def test_mismatched_lengths_are_one_line_errors():
     with pytest.raises(ValueError, match="predictions have 2 values, targets 3"):
         M.mse([1, 2], [1, 2, 3])
     assert math.isfinite(M.mae([1], [2]))
+
+
+def test_time_baseline_best_sign_when_training_trends_the_other_way():
+    # training rewards rise with time, the evaluated ones fall: the fitted line is wrong-signed,
+    # the best-sign reference is not
+    m = M.time_baseline_metrics(np.arange(5.0), np.arange(5.0), np.arange(4.0), -np.arange(4.0), [1] * 4, range(4))
+    assert m["baseline_time.frame.pearson"] == pytest.approx(-1.0)
+    assert m["baseline_time.best_sign_pearson"] == pytest.approx(1.0)
+
+
+def test_spearman_reason_names_the_constant_values_not_ranks():
+    value, why = M.spearman_with_reason([1.0, 2.0], [0.0, 0.0])
+    assert value is None and "targets are constant (0)" in why
