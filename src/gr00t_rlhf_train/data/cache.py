@@ -144,16 +144,28 @@ def encode_jpegs(images: torch.Tensor, quality: int) -> list[bytes]:
         return [bytes(t.numpy().tobytes()) for t in encode_jpeg(list(images), quality=quality)]
 
 
-def decode_jpegs(blobs: Sequence[bytes], device: str | torch.device = "cpu") -> torch.Tensor:
-    """JPEG byte strings -> uint8 [N, h, w, 3] on ``device`` (torchvision; on a GPU with device="cuda")."""
+def decode_jpegs(blobs: Sequence[bytes], device: str | torch.device = "cpu",
+                 order: np.ndarray | None = None) -> torch.Tensor:
+    """JPEG byte strings -> uint8 [N, h, w, 3] on ``device`` (torchvision; on a GPU with device="cuda").
+
+    ``order`` (optional indices into ``blobs``) picks and repeats pictures: the result is then
+    [len(order), h, w, 3]. On the CPU the stacking runs in numpy (small torch ops cost ~1 ms each
+    when the cores are busy)."""
     from torchvision.io import ImageReadMode, decode_jpeg
     if len(blobs) == 0:
         raise ValueError("decode_jpegs: no images given")
     data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_TV_NOTICE, category=DeprecationWarning)
-        out = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
-    return torch.stack(out).permute(0, 2, 3, 1)  # [N, h, w, 3]
+        out = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)  # N x [3, h, w]
+    if torch.device(device).type == "cpu":
+        a = np.stack([t.numpy() for t in out])  # [N, 3, h, w]
+        a = a if order is None else a[np.asarray(order)]
+        return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 2, 3, 1)))  # [N, h, w, 3]
+    x = torch.stack(out)  # [N, 3, h, w]
+    if order is not None:
+        x = x[torch.as_tensor(np.asarray(order), device=x.device)]
+    return x.permute(0, 2, 3, 1).contiguous()  # [N, h, w, 3]
 
 
 # ---- building -------------------------------------------------------------------------------------
@@ -373,8 +385,7 @@ class CachedEpisode:
         if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
             raise IndexError(f"episode {self.index}: rows {rows.min()}..{rows.max()} out of range 0..{len(self) - 1}")
         pics, inverse = np.unique(self.image[rows], return_inverse=True)
-        decoded = decode_jpegs([self.jpeg[p] for p in pics], device)  # [U, H, W, 3]
-        return decoded[torch.from_numpy(inverse.reshape(-1)).to(decoded.device)]
+        return decode_jpegs([self.jpeg[p] for p in pics], device, inverse.reshape(-1))  # [N, H, W, 3]
 
     def grid_rows(self, fps: float) -> np.ndarray:
         """Rows at the video rate: the first row showing each picture, then (where the video ended before
