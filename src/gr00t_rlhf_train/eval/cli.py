@@ -36,6 +36,16 @@ def register(subparsers) -> None:
     pol.add_argument("--num-steps", type=int, default=None, help="denoising steps (default: the checkpoint's, 4)")
     pol.add_argument("--seed", type=int, default=0, help="noise seed of the first batch (default 0)")
     pol.set_defaults(func=cmd_policy)
+    b = sub.add_parser("baselines", help="model-free reference numbers: time since episode start, mean action")
+    b.add_argument("data", metavar="DATASET", help="LeRobot dataset root (parquet rows only; no video is read)")
+    b.add_argument("--episodes", required=True, type=_episodes, help="held-out episodes, e.g. 40-49,90-99")
+    b.add_argument("--train-episodes", type=_episodes, default=None,
+                   help="episodes the baselines are fitted on (default: every other episode)")
+    b.add_argument("--threshold", type=float, default=0.5, help="binary labels: positive above this (default 0.5)")
+    b.add_argument("--target", choices=("reward", "feedback"), default="reward",
+                   help="next.reward (default) or the feedback vocabulary's reward of each key")
+    b.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    b.set_defaults(func=cmd_baselines)
 
 
 def _common(p: argparse.ArgumentParser, out_default: str) -> None:
@@ -203,6 +213,38 @@ def cmd_policy(args: argparse.Namespace) -> int:
     print(f"{result['samples']} samples in {result['seconds']:.1f} s; wrote "
           + ", ".join(str(p) for p in result["files"].values()))
     return 0
+
+
+def cmd_baselines(args: argparse.Namespace) -> int:
+    from .baselines import dataset_baselines
+    from .common import write_json
+
+    with ExitStack() as stack:
+        _quirks(stack, args.data)
+        try:
+            m = dataset_baselines(args.data, args.episodes, args.train_episodes, args.threshold, args.target)
+            if args.json:
+                write_json(Path(args.json), m)
+        except Exception as e:  # noqa: BLE001
+            return _fail(e)
+    print(f"held-out rows {m['rows']} of episodes {_span(m['episodes'])}; fitted on episodes {_span(m['train_episodes'])}")
+    cols = ("count", "mse", "pearson", "spearman", "accuracy", "auroc")
+    if "baseline_time.frame.count" in m:
+        print(f"{'time since start':24}" + "".join(f"{c[:9]:>10}" for c in cols))
+        for prefix, label in (("frame", "rows"), ("episode", "episode means"), *THIRD_NAMES.items()):
+            print(f"{label:24}" + "".join(f"{_fmt(m.get(f'baseline_time.{prefix}.{c}')):>10}" for c in cols))
+        print(f"time alone, sign chosen on the held-out rows: Pearson {_fmt(m['baseline_time.best_sign_pearson'])}, "
+              f"AUROC {_fmt(m['baseline_time.best_sign_auroc'])}")
+    else:
+        print(f"note: {m['baseline_time.note']}")
+    print(f"mean action {[round(v, 4) for v in m['baseline_mean.action']]}: held-out action MSE "
+          f"{_fmt(m['baseline_mean.first_mse'])}")
+    return 0
+
+
+def _span(ids: list[int]) -> str:
+    from .common import ranges
+    return ranges(ids)
 
 
 def _fail(e: BaseException) -> int:

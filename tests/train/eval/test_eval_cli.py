@@ -156,3 +156,16 @@ def test_a_wrong_checkpoint_fails_before_caching_a_dataset(setup, tmp_path, caps
     rc = main(["eval", "reward", str(pol_ckpt), str(root), "--episodes", "0", "--cache", str(tmp_path / "c")])
     assert rc == 1 and "needs a 'reward_model'" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_eval_baselines(setup, tmp_path, capsys):
+    root, _, _, _ = setup
+    out = tmp_path / "b.json"
+    rc = main(["eval", "baselines", str(root), "--episodes", "3", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "time since start" in printed and "mean action" in printed
+    m = json.loads(out.read_text())
+    assert m["train_episodes"] == [0, 1, 2] and m["rows"] == 11
+    assert "baseline_time.frame.pearson" in m and m["baseline_mean.first_mse"] > 0
+    assert main(["eval", "baselines", str(root), "--episodes", "3", "--train-episodes", "3"]) == 1
+    assert "outside --episodes" in capsys.readouterr().err
