@@ -294,6 +294,9 @@ def build_cache(dataset, out: str | Path, image_size=(96, 96), episodes: Iterabl
         raise ValueError(f"episodes {bad or wanted}: the dataset has episodes 0..{ds.num_episodes - 1}")
     out = Path(out)
     source = str(ds.root.resolve())
+    if out.resolve() == ds.root.resolve() or ds.root.resolve() in out.resolve().parents:
+        raise DatasetError(out, None, f"is inside the dataset {source}; a cache goes elsewhere (the dataset is "
+                           "read-only)")
     fp = fingerprint(ds.root)
     settings = _settings(size, quality, video_key)
     old = _previous(out, fp, source, settings)
@@ -439,6 +442,11 @@ class FrameCache:
 
     def __len__(self) -> int:
         return sum(int(self._entries[i]["rows"]) for i in self.episodes)
+
+    @property
+    def num_pictures(self) -> int:
+        """Distinct pictures stored (rows that repeat a picture share it): the "frames" of the video."""
+        return sum(int(self._entries[i]["images"]) for i in self.episodes)
 
     def __repr__(self) -> str:
         return (f"FrameCache({str(self.path)!r}, episodes={len(self.episodes)}, rows={len(self)}, "

@@ -153,14 +153,16 @@ class RewardClips(_CacheSamples):
         return out
 
 
-def split_episodes(cache_or_n, holdout: Sequence[int], val_fraction: float = 0.1,
-                   seed: int = 0) -> tuple[list[int], list[int], list[int]]:
+def split_episodes(cache_or_n, holdout: Sequence[int], val_fraction: float = 0.1, seed: int = 0,
+                   strata: dict | None = None) -> tuple[list[int], list[int], list[int]]:
     """-> (train, val, test) episode lists, each sorted.
 
     ``test`` is ``holdout`` (the held-out episodes of architecture.md §4, given by the caller);
     ``val`` is ``round(val_fraction * remaining)`` episodes (at least 1 when the fraction is > 0
     and two or more remain) drawn from the remaining ones by a ``numpy`` generator seeded with
-    ``seed``; ``train`` is the rest. Same arguments, same split, on every machine."""
+    ``seed``; ``train`` is the rest. With ``strata`` (episode -> group, e.g. its label: good/bad)
+    the draw is made within each group, so val keeps the groups' proportions (at least one of
+    each group that has two or more episodes left). Same arguments, same split, on every machine."""
     if isinstance(cache_or_n, FrameCache):
         all_eps = list(cache_or_n.episodes)
     elif isinstance(cache_or_n, (int, np.integer)) and not isinstance(cache_or_n, bool):
@@ -176,13 +178,27 @@ def split_episodes(cache_or_n, holdout: Sequence[int], val_fraction: float = 0.1
     rest = [e for e in all_eps if e not in set(test)]
     if not rest:
         raise ValueError("holdout: holds every episode; nothing is left to train on")
-    n_val = int(round(val_fraction * len(rest)))
-    if val_fraction > 0 and n_val == 0 and len(rest) >= 2:
-        n_val = 1
-    n_val = min(n_val, len(rest) - 1)
-    perm = np.random.default_rng(seed).permutation(len(rest))
-    val = sorted(rest[j] for j in perm[:n_val])
-    train = sorted(rest[j] for j in perm[n_val:])
+    if strata is not None:
+        missing = [e for e in rest if e not in strata]
+        if missing:
+            raise ValueError(f"strata: episodes {missing[:10]} have no group")
+        groups: dict[str, list[int]] = {}
+        for e in rest:
+            groups.setdefault(repr(strata[e]), []).append(e)
+    else:
+        groups = {"": rest}
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    for key in sorted(groups):
+        members = groups[key]
+        n_val = int(round(val_fraction * len(members)))
+        if val_fraction > 0 and n_val == 0 and len(members) >= 2:
+            n_val = 1
+        n_val = min(n_val, len(members) - 1)
+        perm = rng.permutation(len(members))
+        val.extend(members[j] for j in perm[:n_val])
+    val = sorted(val)
+    train = sorted(set(rest) - set(val))
     return train, val, test
 
 

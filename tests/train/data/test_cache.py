@@ -33,7 +33,7 @@ def test_round_trip_at_the_source_size(tiny_dataset, tmp_path):
     out = build_cache(root, tmp_path / "c", image_size=(64, 96), progress=False)
     cache = FrameCache(out)
     ds = LeRobotDataset(root)
-    assert cache.episodes == [0, 1] and len(cache) == ds.num_frames == 17
+    assert cache.episodes == [0, 1] and len(cache) == ds.num_frames == cache.num_pictures == 17
     assert cache.vocabulary.texts == ds.vocabulary.texts and cache.fps == ds.fps
     assert cache.modality_dims() == {"video": ["ego_view"], "state": {"left_wheel": 1, "right_wheel": 1,
                                      "acceleration": 1}, "action": {"wheel_commands": 2}}
@@ -129,6 +129,9 @@ def test_refuses_a_cache_of_another_dataset_or_settings(tmp_path):
     (other / "todo.txt").write_text("x")
     with pytest.raises(DatasetError, match="is not empty and holds no cache.json"):
         build_cache(a, other, image_size=16, progress=False)
+    with pytest.raises(DatasetError, match="is inside the dataset"):
+        build_cache(a, a / "cache", image_size=16, progress=False)
+    assert not (a / "cache").exists()
     assert FrameCache(out).episodes == [0]  # the refused builds touched nothing
 
 

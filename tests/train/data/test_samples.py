@@ -76,6 +76,11 @@ def test_split_is_deterministic_and_keeps_the_holdout_out(cache):
     assert split_episodes(100, holdout=range(90, 100), seed=0) == split_episodes(100, holdout=range(90, 100), seed=0)
     assert split_episodes(100, holdout=range(90, 100), seed=1)[1] != split_episodes(100, holdout=range(90, 100))[1]
     assert split_episodes(cache, holdout=[1]) == ([0], [], [1])  # one left: nothing to carve
+    good_bad = {e: int(e >= 50) for e in range(100)}  # Reward_New_Data_WithBadEp: 0-49 good, 50-99 bad
+    train, val, test = split_episodes(100, list(range(40, 50)) + list(range(90, 100)), 0.1, 0, strata=good_bad)
+    assert sum(e < 50 for e in val) == 4 and sum(e >= 50 for e in val) == 4 and len(train) == 72
+    with pytest.raises(ValueError, match=r"strata: episodes \[0\] have no group"):
+        split_episodes(3, [2], strata={1: "a"})
     with pytest.raises(ValueError, match=r"holdout: episodes \[5\] do not exist"):
         split_episodes(cache, holdout=[5])
 
