@@ -182,10 +182,11 @@ def load_processor(path: Path, meta: dict, tokenizer=None) -> Gr00tProcessor:
     return Gr00tProcessor(config, ModalityConfig(**meta["modality"]), meta["stats"], tok)
 
 
-def load_policy(path: str | Path, tokenizer=None, device="cpu", dtype=None, embodiment_tag: str | None = None):
-    """Our checkpoint or an official GR00T N1 directory -> Gr00tPolicy."""
-    from .policy import Gr00tPolicy
+def read_policy(path: str | Path, tokenizer=None, device="cpu", dtype=None,
+                embodiment_tag: str | None = None) -> tuple[Gr00tN1, Gr00tProcessor, dict]:
+    """Our checkpoint or an official GR00T N1 directory -> (model, processor, feedback vocabulary).
 
+    ``policy.load_policy`` / ``Gr00tPolicy.from_pretrained`` wrap the parts into a Gr00tPolicy."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory {path} does not exist")
@@ -198,9 +199,11 @@ def load_policy(path: str | Path, tokenizer=None, device="cpu", dtype=None, embo
             model = Gr00tN1(processor.model_config, image_token_id(processor.tokenizer))
         load_weights(model, weight_files(path), str(path), device=device, dtype=dtype)
         fb = {int(k) if k.lstrip("-").isdigit() else k: v for k, v in meta.get("feedback_vocabulary", {}).items()}
-        return Gr00tPolicy(model, processor, fb)
+        return model, processor, fb
     if (path / "config.json").is_file():
-        return load_official(path, tokenizer=tokenizer, device=device, dtype=dtype, embodiment_tag=embodiment_tag)
+        model, processor = read_official(path, tokenizer=tokenizer, device=device, dtype=dtype,
+                                         embodiment_tag=embodiment_tag)
+        return model, processor, {}
     raise CheckpointError(f"{path} holds neither {CONFIG_NAME} (our checkpoint) nor config.json (official GR00T N1)")
 
 
@@ -269,10 +272,9 @@ def official_metadata(path: Path, embodiment_tag: str | None) -> tuple[ModalityC
     return modality, {"state": stats["state"], "action": stats["action"]}
 
 
-def load_official(path: str | Path, tokenizer=None, device="cpu", dtype=None, embodiment_tag: str | None = None):
-    """An official GR00T N1 directory -> Gr00tPolicy (strict key and shape check)."""
-    from .policy import Gr00tPolicy
-
+def read_official(path: str | Path, tokenizer=None, device="cpu", dtype=None,
+                  embodiment_tag: str | None = None) -> tuple[Gr00tN1, Gr00tProcessor]:
+    """An official GR00T N1 directory -> (model, processor) (strict key and shape check)."""
     path = Path(path)
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
@@ -290,4 +292,17 @@ def load_official(path: str | Path, tokenizer=None, device="cpu", dtype=None, em
     with torch.device("meta"):
         model = Gr00tN1(config, image_token_id(tok))
     load_weights(model, files, str(path), device=device, dtype=dtype)
-    return Gr00tPolicy(model, Gr00tProcessor(config, modality, stats, tok))
+    return model, Gr00tProcessor(config, modality, stats, tok)
+
+
+# ``load_policy`` / ``load_official`` (-> Gr00tPolicy) moved to policy.py, which builds on this module
+# (policy -> checkpoint, never the reverse at import time). The old names still resolve here for callers
+# outside the package; policy.py is imported only when one of them is used.
+_MOVED = {"load_policy", "load_official"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+        return getattr(importlib.import_module(".policy", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import read_official, read_policy, save_checkpoint
 from .configuration import ModelConfig, preset
 from .cuda_graph import GraphedFunction, weights_guard
 from .gr00t_n1 import Gr00tN1
@@ -75,11 +76,9 @@ class Gr00tPolicy:
     def from_pretrained(cls, path: str | Path, tokenizer=None, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None, embodiment_tag: str | None = None) -> "Gr00tPolicy":
         """Load our checkpoint (``gr00t_rlhf.json``) or an official GR00T N1 directory (``config.json``)."""
-        from .checkpoint import load_policy
-        return load_policy(path, tokenizer=tokenizer, device=device, dtype=dtype, embodiment_tag=embodiment_tag)
+        return cls(*read_policy(path, tokenizer=tokenizer, device=device, dtype=dtype, embodiment_tag=embodiment_tag))
 
     def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
-        from .checkpoint import save_checkpoint
         return save_checkpoint(path, "policy", self.model, self.processor, self.feedback_vocabulary, extra=extra)
 
     def to(self, device=None, dtype=None) -> "Gr00tPolicy":
@@ -139,3 +138,16 @@ class Gr00tPolicy:
         actions = self.sample_actions(batch, num_steps=num_steps, generator=generator)  # [B, T, A]
         out = self.processor.decode_actions(actions)
         return out if batched else {k: v[0] for k, v in out.items()}
+
+
+def load_policy(path: str | Path, tokenizer=None, device="cpu", dtype=None, embodiment_tag: str | None = None) -> Gr00tPolicy:
+    """Our checkpoint or an official GR00T N1 directory -> Gr00tPolicy (same as ``Gr00tPolicy.from_pretrained``)."""
+    return Gr00tPolicy.from_pretrained(path, tokenizer=tokenizer, device=device, dtype=dtype,
+                                       embodiment_tag=embodiment_tag)
+
+
+def load_official(path: str | Path, tokenizer=None, device="cpu", dtype=None,
+                  embodiment_tag: str | None = None) -> Gr00tPolicy:
+    """An official GR00T N1 directory -> Gr00tPolicy (strict key and shape check)."""
+    return Gr00tPolicy(*read_official(path, tokenizer=tokenizer, device=device, dtype=dtype,
+                                      embodiment_tag=embodiment_tag))
