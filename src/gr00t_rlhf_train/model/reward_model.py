@@ -114,9 +114,10 @@ class RewardModel(nn.Module):
         return reward_loss(self(batch), target.to(batch["state"].device), kind)
 
     # -- observations --------------------------------------------------------------------------
-    def prepare(self, clip: dict) -> dict[str, torch.Tensor]:
+    def prepare(self, clip: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """A clip (frames [H, h, w, 3], states [H, dim], one instruction) or a batch of clips
-        (frames [B, H, h, w, 3], states [B, H, dim], B instructions) -> tensors with B*H frames."""
+        (frames [B, H, h, w, 3], states [B, H, dim], B instructions) -> tensors with B*H frames.
+        ``generator``: random crops (training augmentation) instead of the centre crop."""
         lang_key = next((k for k in LANGUAGE_KEYS if k in clip), None)
         if lang_key is None:
             raise KeyError(f"the clip lacks an instruction ({' or '.join(LANGUAGE_KEYS)}); keys: {sorted(clip)}")
@@ -134,7 +135,7 @@ class RewardModel(nn.Module):
             else:
                 a = a.reshape(lead, -1)
             flat[key] = a
-        batch = self.processor(flat)
+        batch = self.processor(flat, generator=generator)
         batch["state"] = batch["state"].reshape(b, h, -1)                                # [B, H, max_state_dim]
         batch["embodiment_id"] = batch["embodiment_id"].reshape(b, h)[:, 0]             # [B]
         device = next(self.parameters()).device

@@ -1,0 +1,456 @@
+"""Stage 2: train the reward model on human feedback (``gr00t-rlhf train reward``).
+
+    result = train_reward(RewardConfig(data="/tmp/cache96", out_dir="runs/rm", holdout="40-49,90-99",
+                                       horizon=4, loss="bce+0.5*bt", steps=2000))
+    rm = RewardModel.from_pretrained(result.best_checkpoint)      # no flags: everything is in the checkpoint
+
+Data: one dataset or frame cache (a dataset is cached first, ``data.cache.build_cache``). Episodes
+are split by ``data.samples.split_episodes``: the held-out ones (``holdout``) are never read here;
+validation episodes are carved from the rest (``val_fraction``, ``split_seed``) and drive the best
+checkpoint; training uses the remaining ones. Samples are ``RewardClips`` of ``horizon`` consecutive
+frames ending at the labelled row; the target is ``next.reward`` (``target="reward"``) or the
+vocabulary's reward of the feedback key (``"feedback"``). The model sees the frames, the states and
+the task instruction only (``model_inputs``): never the label, the feedback key or its text.
+
+Normalisation statistics of state and action come from the TRAIN episodes and are stored in the
+checkpoint with the head (kind, horizon, output kind and reward range), the tuning, the loss, the
+vocabulary and the splits (``extra["reward_training"]``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.cache import FrameCache, parse_episodes
+from ..data.samples import RewardClips, collate, model_inputs, split_episodes
+from .losses import ClassBalance, RewardLoss, balanced_indices
+from .loop import TrainConfig, TrainResult, train
+
+TARGETS = ("reward", "feedback")
+BALANCES = ("none", "weights", "sampler")
+TUNINGS = ("frozen", "lora", "full")
+MIN_METRICS = ("loss", "mse", "mae")           # best-checkpoint metrics where lower is better
+LOSS_PARAMS = ("gamma", "focal_mse_gamma", "alpha", "pairs_per_batch", "pair_scope")
+
+
+class RewardConfigError(ValueError):
+    """A bad ``train reward`` setting or input (one line naming the field / file)."""
+
+
+@dataclass
+class RewardConfig:
+    """Everything ``train_reward`` needs (saved in the checkpoint's ``extra``)."""
+
+    data: str                          # a LeRobot dataset or a frame cache directory
+    out_dir: str
+    holdout: str = ""                  # held-out episodes, e.g. "40-49,90-99" (never read)
+    val_fraction: float = 0.1          # of the non-held-out episodes, for validation
+    split_seed: int = 0
+    cache_dir: str | None = None       # where a dataset is cached (default <out_dir>/cache)
+    image_size: int = 96               # cache picture size when caching a dataset
+    target: str = "reward"             # reward (next.reward) | feedback (the vocabulary's reward of the key)
+    horizon: int = 1                   # frames per scored clip
+    stride: int = 1                    # every stride-th frame is a training sample
+    loss: str = "mse"                  # e.g. "mse+0.5*bt", "bce", "focal+bt" (see losses.py)
+    gamma: float = 2.0                 # focal
+    focal_mse_gamma: float = 1.0       # focal_mse
+    alpha: float | None = None         # focal class factor
+    threshold: float | None = None     # positive above; default 0.5 for 0/1 targets, 0 for scores
+    pairs_per_batch: int = 256         # Bradley-Terry pairs per batch (0 = all)
+    pair_scope: str = "all"            # all | within | across episodes
+    class_balance: str = "none"        # none | weights (per-sample loss weights) | sampler (balanced draws)
+    preset: str = "tiny"               # model preset when training from scratch
+    init: str | None = None            # a policy checkpoint (ours or official) to start from instead
+    head: str = "dit"                  # mlp | dit
+    head_layers: int = 4
+    head_heads: int = 8
+    head_dim: int = 64
+    head_hidden: int = 512
+    refine_steps: int = 2
+    pool: str = "mean"                 # mlp head pooling
+    use_state: bool = True
+    tuning: str | None = None          # frozen | lora | full; default full from a preset, lora from a checkpoint
+    lora_rank: int = 8
+    augment: bool = True               # random 95 % crops while training (centre crop for validation)
+    best_metric: str | None = None     # default auroc (0/1 targets) or pearson (scores)
+    val_max_samples: int = 2000        # validation clips (evenly spaced over the validation samples)
+    train: dict = field(default_factory=dict)   # TrainConfig fields (steps, batch_size, lr, ...)
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> RewardConfigError:
+            return RewardConfigError(f"train reward: {name} = {getattr(self, name)!r}: {why}")
+
+        if not str(self.data):
+            raise bad("data", "give a dataset or frame cache directory")
+        for name, allowed in (("target", TARGETS), ("class_balance", BALANCES), ("head", ("mlp", "dit"))):
+            if getattr(self, name) not in allowed:
+                raise bad(name, f"allowed {allowed}")
+        if self.tuning is not None and self.tuning not in TUNINGS:
+            raise bad("tuning", f"allowed {TUNINGS}")
+        for name in ("horizon", "stride", "image_size", "lora_rank", "val_max_samples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise bad(name, "must be an integer >= 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise bad("val_fraction", "must be in [0, 1)")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise bad("threshold", "must be a finite number")
+        self.parse_holdout()
+        self.loss_fn(0.5)                              # the loss spec and its parameters
+        TrainConfig(out_dir=self.out_dir, **self.train)   # the loop's fields (one-line TrainConfigError)
+
+    def parse_holdout(self) -> list[int]:
+        if not str(self.holdout).strip():
+            return []
+        try:
+            return parse_episodes(self.holdout)
+        except ValueError as e:
+            raise RewardConfigError(f"train reward: holdout: {e}") from None
+
+    def loss_fn(self, threshold: float) -> RewardLoss:
+        return RewardLoss.parse(self.loss, threshold=threshold, **{k: getattr(self, k) for k in LOSS_PARAMS})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RewardResult:
+    """What ``train_reward`` did (printed as the summary)."""
+
+    train: TrainResult
+    splits: dict
+    samples: dict
+    best_metric: str
+    target_kind: str
+    threshold: float
+    cache: str
+
+    @property
+    def best_checkpoint(self) -> str | None:
+        return self.train.best_checkpoint
+
+    @property
+    def last_checkpoint(self) -> str | None:
+        return self.train.last_checkpoint
+
+    def summary(self) -> str:
+        t = self.train
+        ev = ", ".join(f"{k} {v:.4g}" for k, v in sorted(t.eval_metrics.items())
+                       if k in ("loss", "auroc", "pearson", "accuracy", "episode_accuracy") and math.isfinite(v))
+        best = "n/a" if t.best_metric is None else f"{t.best_metric:.4g} at step {t.best_step}"
+        return (f"train reward: {t.steps} steps ({t.start_step} resumed) in {t.seconds:.1f} s, "
+                f"{t.samples_per_second:.1f} samples/s; train loss {t.train_loss if t.train_loss is None else round(t.train_loss, 5)}\n"
+                f"  episodes: train {len(self.splits['train'])}, validation {len(self.splits['val'])}, "
+                f"held out {len(self.splits['test'])}; samples: train {self.samples['train']}, "
+                f"validation {self.samples['val']}; targets: {self.target_kind} (positive above {self.threshold:g})\n"
+                f"  last validation: {ev or 'none'}; best {self.best_metric}: {best}\n"
+                f"  checkpoints: best {t.best_checkpoint}, last {t.last_checkpoint}")
+
+
+# -- data --------------------------------------------------------------------------------------
+def open_cache(cfg: RewardConfig) -> FrameCache:
+    """The frame cache of ``cfg.data`` (a dataset is cached into ``cfg.cache_dir`` first)."""
+    path = Path(cfg.data)
+    if (path / "cache.json").is_file():
+        return FrameCache(path)
+    if (path / "meta" / "info.json").is_file():
+        from ..data.cache import build_cache
+        out = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out_dir) / "cache"
+        return FrameCache(build_cache(path, out, image_size=cfg.image_size))
+    raise RewardConfigError(f"train reward: data = {str(path)!r}: neither a frame cache (cache.json) "
+                            "nor a LeRobot dataset (meta/info.json)")
+
+
+def check_labels(cache: FrameCache, target: str, episodes: list[int]) -> None:
+    """A one-line error unless every selected episode has the label ``target`` reads."""
+    for e in episodes:
+        ep = cache.episode(e)
+        if target == "reward" and (ep.reward is None or not np.isfinite(ep.reward).all()):
+            raise RewardConfigError(f"train reward: {cache.path}: episode {e} has no next.reward labels "
+                                    "(a dataset without labels cannot train a reward model)")
+        if target == "feedback" and (ep.feedback is None or cache.vocabulary is None):
+            raise RewardConfigError(f"train reward: {cache.path}: episode {e} has no feedback keys or the "
+                                    "dataset no vocabulary (use --target reward, or label the episodes)")
+
+
+def check_horizon(cache: FrameCache, horizon: int, episodes: list[int]) -> None:
+    """The clip must fit inside every selected episode (counted in frames at the video rate)."""
+    for e in episodes:
+        n = len(cache.episode(e).grid_rows(cache.fps))
+        if horizon > n:
+            raise RewardConfigError(f"train reward: horizon = {horizon}: longer than episode {e} "
+                                    f"({n} frames at {cache.fps:g} fps); use a shorter horizon or drop the episode")
+
+
+def labels_of(clips: RewardClips) -> tuple[np.ndarray, np.ndarray]:
+    """-> (targets [N], episodes [N]) of every sample, without decoding a picture."""
+    view = RewardClips(clips.cache, clips.episodes, horizon=1, stride=clips.stride, target=clips.target,
+                       decode=False)
+    items = [view[i] for i in range(len(view))]
+    return (np.array([s["target"] for s in items], np.float64), np.array([s["episode"] for s in items], np.int64))
+
+
+def train_stats(cache: FrameCache, episodes: list[int]) -> dict:
+    """Normalisation statistics of state and action per modality name over the TRAIN episodes."""
+    out: dict = {}
+    for group in ("state", "action"):
+        rows = np.concatenate([getattr(cache.episode(e), group) for e in episodes]).astype(np.float64)  # [N, D]
+        out[group] = {}
+        for name, (s, e) in cache.modality[group].items():
+            x = rows[:, s:e]
+            out[group][name] = {"min": x.min(0).tolist(), "max": x.max(0).tolist(), "mean": x.mean(0).tolist(),
+                                "std": x.std(0).tolist(), "q01": np.quantile(x, 0.01, 0).tolist(),
+                                "q99": np.quantile(x, 0.99, 0).tolist()}
+    return out
+
+
+class Balanced(torch.utils.data.Dataset):
+    """A class-balanced view of a dataset: ``indices`` drawn once (``losses.balanced_indices``)."""
+
+    def __init__(self, dataset, indices: list[int]):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.dataset[self.indices[i]]
+
+
+def batch_seed(batch: dict, seed: int) -> int:
+    """A seed that is a function of the batch's samples (pair sampling and crops survive a resume)."""
+    ep = np.asarray(batch["episode"], np.int64)
+    row = np.asarray(batch["row"], np.int64)
+    return int((seed * 1_000_003 + int(np.sum(ep * 100_003 + row * 7 + np.arange(ep.size)))) % (2**62))
+
+
+# -- model -------------------------------------------------------------------------------------
+def build_model(cfg: RewardConfig, cache: FrameCache, stats: dict, head_cfg):
+    """A RewardModel from a preset (random weights) or a policy checkpoint, with the data's modality and
+    the TRAIN statistics."""
+    from ..model.policy import Gr00tPolicy
+    from ..model.processor import Gr00tProcessor, ModalityConfig
+    from ..model.reward_model import RewardModel
+
+    modality = ModalityConfig(**cache.modality_dims())
+    if cfg.init:
+        from ..model.checkpoint import CheckpointError
+        try:
+            policy = Gr00tPolicy.from_pretrained(cfg.init)
+        except (CheckpointError, FileNotFoundError) as e:
+            raise RewardConfigError(f"train reward: init = {cfg.init!r}: {str(e).splitlines()[0]}") from None
+        old = policy.processor
+        policy.processor = Gr00tProcessor(old.model_config, modality, stats, old.tokenizer)
+    else:
+        policy = Gr00tPolicy.from_config(cfg.preset, modality=modality, stats=stats, seed=cfg.train.get("seed", 0))
+    tuning = cfg.tuning or ("lora" if cfg.init else "full")
+    return RewardModel.from_policy(policy, head_cfg, tuning=tuning, lora_rank=cfg.lora_rank)
+
+
+# -- training ----------------------------------------------------------------------------------
+def _float(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and v is not None and math.isfinite(v) else float("nan")
+
+
+def evaluator(clips: RewardClips, loss: RewardLoss, threshold: float, batch_size: int, max_samples: int):
+    """-> evaluate(model) computing the validation loss and held-out-style metrics on ``clips``."""
+    from ..eval.metrics import reward_metrics
+
+    idx = np.unique(np.linspace(0, len(clips) - 1, min(max_samples, len(clips))).round().astype(int))
+    grid = {e: clips.cache.episode(e).grid_rows(clips.cache.fps) for e in clips.episodes}   # frame rows
+    lengths = {e: len(g) for e, g in grid.items()}
+    view = torch.utils.data.Subset(clips, idx.tolist())
+
+    @torch.no_grad()
+    def evaluate(model) -> dict:
+        was_training = model.training
+        model.eval()
+        try:
+            return _evaluate(model)
+        finally:
+            model.train(was_training)
+
+    def _evaluate(model) -> dict:
+        loader = torch.utils.data.DataLoader(view, batch_size=batch_size, collate_fn=collate, num_workers=0)
+        preds, targets, eps, rows, losses = [], [], [], [], []
+        for batch in loader:
+            outputs = model(model.prepare(model_inputs(batch)))
+            target = torch.as_tensor(batch["target"], dtype=torch.float32)
+            episode = torch.as_tensor(batch["episode"])
+            value, _ = loss(outputs, target, episode, None, torch.Generator().manual_seed(batch_seed(batch, 0)))
+            losses.append(float(value) * len(target))
+            preds.append(model.head_config.to_reward(outputs[-1].float()).cpu().numpy())  # on the target's scale
+            targets.append(target.numpy())
+            eps.append(np.asarray(batch["episode"]))
+            # frame number within the episode (for the per-third metrics)
+            rows.append(np.array([int(np.searchsorted(grid[int(e)], r)) for e, r in zip(batch["episode"], batch["row"])]))
+        p, t, e, r = (np.concatenate(x) for x in (preds, targets, eps, rows))
+        m = reward_metrics(p, t, e, r, threshold=threshold, lengths=lengths)
+        n_eps = len(np.unique(e))
+        out = {"loss": sum(losses) / len(t), "auroc": _float(m.get("frame.auroc")),
+               "pearson": _float(m.get("frame.pearson")), "spearman": _float(m.get("frame.spearman")),
+               "accuracy": _float(m.get("frame.accuracy")), "balanced_accuracy": _float(m.get("frame.balanced_accuracy")),
+               "mse": _float(m.get("frame.mse")), "mae": _float(m.get("frame.mae")),
+               "episode_accuracy": m.get("episode.correct", 0) / max(n_eps, 1),
+               "pred_std": _float(m.get("frame.pred_std"))}
+        for third in ("third1", "third2", "third3"):
+            out[f"auroc_{third}"] = _float(m.get(f"{third}.auroc"))
+        return out
+
+    return evaluate
+
+
+def train_reward(cfg: RewardConfig) -> RewardResult:
+    """Train a reward model as configured; -> RewardResult (checkpoints under ``cfg.out_dir``)."""
+    from ..model.reward_head import RewardHeadConfig
+
+    cache = open_cache(cfg)
+    holdout = cfg.parse_holdout()
+    try:
+        train_eps, val_eps, test_eps = split_episodes(cache, holdout, cfg.val_fraction, cfg.split_seed)
+    except ValueError as e:
+        raise RewardConfigError(f"train reward: {e}") from None
+    if not val_eps:
+        raise RewardConfigError(f"train reward: val_fraction = {cfg.val_fraction}: no validation episode "
+                                f"({len(train_eps)} training episodes); raise it")
+    check_labels(cache, cfg.target, train_eps + val_eps)
+    check_horizon(cache, cfg.horizon, train_eps + val_eps)
+    train_clips = RewardClips(cache, train_eps, horizon=cfg.horizon, stride=cfg.stride, target=cfg.target)
+    val_clips = RewardClips(cache, val_eps, horizon=cfg.horizon, stride=1, target=cfg.target)
+
+    targets, _ = labels_of(train_clips)
+    binary = bool(np.all((targets == 0) | (targets == 1)))
+    threshold = cfg.threshold if cfg.threshold is not None else (0.5 if binary else 0.0)
+    if not (targets > threshold).any() or (targets > threshold).all():
+        raise RewardConfigError(f"train reward: every training target is on one side of threshold {threshold:g} "
+                                f"(values {targets.min():g}..{targets.max():g}): nothing to learn to tell apart")
+    loss = cfg.loss_fn(threshold)
+    voc = cache.vocabulary
+    if binary:
+        reward_range = (0.0, 1.0)
+    elif voc is not None and not voc.is_binary:
+        reward_range = (-1.0, 1.0)
+    else:
+        reward_range = (float(targets.min()), float(targets.max()))
+    head_cfg = RewardHeadConfig(kind=cfg.head, horizon=cfg.horizon, pool=cfg.pool, hidden_size=cfg.head_hidden,
+                                use_state=cfg.use_state, num_layers=cfg.head_layers, num_heads=cfg.head_heads,
+                                head_dim=cfg.head_dim, refine_steps=cfg.refine_steps,
+                                output="logit" if loss.output_kind == "logit" else "value",
+                                reward_range=reward_range)
+    stats = train_stats(cache, train_eps)
+    model = build_model(cfg, cache, stats, head_cfg)
+
+    balance = ClassBalance.from_labels(targets) if cfg.class_balance == "weights" else None
+    dataset = train_clips
+    if cfg.class_balance == "sampler":
+        dataset = Balanced(train_clips, balanced_indices(targets.tolist(), len(targets), seed=cfg.split_seed))
+    seed = int(cfg.train.get("seed", 0))
+
+    def loss_fn(model, batch):
+        g = torch.Generator().manual_seed(batch_seed(batch, seed))
+        prepared = model.prepare(model_inputs(batch), generator=g if cfg.augment else None)
+        outputs = model(prepared)
+        target = torch.as_tensor(batch["target"], dtype=torch.float32, device=outputs[-1].device)
+        weight = balance(target) if balance is not None else None
+        return loss(outputs, target, torch.as_tensor(batch["episode"]), weight, g)
+
+    best_metric = cfg.best_metric or ("auroc" if binary else "pearson")
+    tc = TrainConfig(out_dir=cfg.out_dir, **({"best_metric": best_metric,
+                                             "best_mode": "min" if best_metric in MIN_METRICS else "max"} | cfg.train))
+    evaluate = evaluator(val_clips, loss, threshold, tc.batch_size, cfg.val_max_samples)
+    splits = {"train": train_eps, "val": val_eps, "test": test_eps}
+    vocabulary = {} if voc is None else dict(voc.texts)
+    extra = {"reward_training": {"config": cfg.to_dict(), "loss": loss.to_dict(), "target": cfg.target,
+                                 "target_kind": "binary" if binary else "score", "threshold": threshold,
+                                 "class_balance": None if balance is None else balance.to_dict(),
+                                 "splits": splits, "cache": str(cache.path), "fps": cache.fps,
+                                 "image_size": list(cache.image_size)}}
+
+    def save(model, path):
+        model.save_pretrained(path, feedback_vocabulary=vocabulary, extra=extra)
+
+    result = train(model, loss_fn, dataset, tc, evaluate=evaluate, save=save, collate_fn=collate)
+    return RewardResult(train=result, splits=splits, samples={"train": len(dataset), "val": len(val_clips)},
+                        best_metric=best_metric, target_kind="binary" if binary else "score", threshold=threshold,
+                        cache=str(cache.path))
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+TRAIN_FLAGS = (("steps", int), ("batch_size", int), ("grad_accum", int), ("lr", float), ("weight_decay", float),
+               ("warmup_steps", int), ("schedule", str), ("eval_every", int), ("save_every", int),
+               ("log_every", int), ("seed", int), ("precision", str), ("num_workers", int),
+               ("max_grad_norm", float))
+
+
+def add_parser(sub) -> None:
+    """``gr00t-rlhf train reward`` (``sub``: the subparsers of ``train``)."""
+    p = sub.add_parser("reward", help="train the reward model on human feedback (stage 2)",
+                       description="Train a reward model: GR00T N1 backbone + reward head on labelled episodes.")
+    p.add_argument("data", help="a LeRobot dataset or a frame cache directory")
+    p.add_argument("--out", required=True, help="run directory (checkpoints best/ and last/, metrics.jsonl)")
+    p.add_argument("--holdout", default="", help="held-out episodes never read, e.g. 40-49,90-99")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share of the other episodes")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--cache-dir", help="where a dataset is cached (default OUT/cache)")
+    p.add_argument("--image-size", type=int, default=96, help="cache picture size when caching a dataset")
+    p.add_argument("--target", choices=TARGETS, default="reward", help="next.reward or the feedback vocabulary")
+    p.add_argument("--horizon", type=int, default=1, help="frames per scored clip (H)")
+    p.add_argument("--stride", type=int, default=1, help="every N-th frame is a training sample")
+    p.add_argument("--loss", default="mse", help="e.g. mse, focal_mse, bce, focal, bt, 'bce+0.5*bt'")
+    p.add_argument("--gamma", type=float, default=2.0, help="focal loss exponent")
+    p.add_argument("--focal-mse-gamma", type=float, default=1.0, help="focal_mse exponent")
+    p.add_argument("--alpha", type=float, help="focal class factor (default none)")
+    p.add_argument("--threshold", type=float, help="positive above (default 0.5 for 0/1 targets, 0 for scores)")
+    p.add_argument("--pairs-per-batch", type=int, default=256, help="Bradley-Terry pairs per batch (0 = all)")
+    p.add_argument("--pair-scope", choices=("all", "within", "across"), default="all")
+    p.add_argument("--class-balance", choices=BALANCES, default="none")
+    p.add_argument("--preset", default="tiny", help="model preset when training from scratch")
+    p.add_argument("--init", help="start from a policy checkpoint (ours or official) instead of a preset")
+    p.add_argument("--head", choices=("mlp", "dit"), default="dit")
+    p.add_argument("--head-layers", type=int, default=4)
+    p.add_argument("--head-heads", type=int, default=8)
+    p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--head-hidden", type=int, default=512)
+    p.add_argument("--refine-steps", type=int, default=2)
+    p.add_argument("--pool", choices=("first", "mean", "last"), default="mean")
+    p.add_argument("--no-state", action="store_true", help="the head ignores the robot state")
+    p.add_argument("--tuning", choices=TUNINGS, help="backbone: default full from a preset, lora from --init")
+    p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument("--no-augment", action="store_true", help="centre crops while training too")
+    p.add_argument("--best-metric", help="keep best/ by this validation metric (default auroc, or pearson for scores)")
+    p.add_argument("--val-max-samples", type=int, default=2000)
+    for name, typ in TRAIN_FLAGS:
+        default = TrainConfig.__dataclass_fields__[name].default
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=default, help=f"(default {default})")
+    p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing OUT/last")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even where CUDA is available")
+    p.set_defaults(func=run_cli)
+
+
+def config_from_args(args) -> RewardConfig:
+    own = {f.name for f in fields(RewardConfig)} - {"data", "out_dir", "train", "use_state", "augment"}
+    kw = {k: getattr(args, k) for k in own if hasattr(args, k)}
+    train_kw = {name: getattr(args, name) for name, _ in TRAIN_FLAGS}
+    train_kw.update(resume=not args.no_resume, cpu=args.cpu)
+    return RewardConfig(data=args.data, out_dir=args.out, use_state=not args.no_state, augment=not args.no_augment,
+                        train=train_kw, **kw)
+
+
+def run_cli(args) -> int:
+    import sys
+
+    from ..model.configuration import ConfigError
+    from .loop import TrainConfigError
+    from .losses import LossConfigError
+    try:
+        result = train_reward(config_from_args(args))
+    except (RewardConfigError, LossConfigError, TrainConfigError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0
