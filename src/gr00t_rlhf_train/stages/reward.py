@@ -178,6 +178,22 @@ def check_labels(cache: FrameCache, target: str, episodes: list[int]) -> None:
                                     "dataset no vocabulary (use --target reward, or label the episodes)")
 
 
+def row_targets(cache: FrameCache, e: int, target: str) -> np.ndarray:
+    """Every row's label of episode ``e`` ([T] float): next.reward or the vocabulary's reward of the key."""
+    ep = cache.episode(e)
+    if target == "reward":
+        return ep.reward.astype(np.float64)
+    return np.array([cache.vocabulary.reward(int(k)) for k in ep.feedback], np.float64)
+
+
+def episode_strata(cache: FrameCache, episodes: list[int], target: str, threshold: float | None) -> dict:
+    """episode -> 1 if its mean label is positive, else 0 (validation keeps the good/bad episode mix)."""
+    labels = {e: row_targets(cache, e, target) for e in episodes}
+    values = np.concatenate(list(labels.values()))
+    cut = threshold if threshold is not None else (0.5 if np.all((values == 0) | (values == 1)) else 0.0)
+    return {e: int(v.mean() > cut) for e, v in labels.items()}
+
+
 def check_horizon(cache: FrameCache, horizon: int, episodes: list[int]) -> None:
     """The clip must fit inside every selected episode (counted in frames at the video rate)."""
     for e in episodes:
@@ -311,14 +327,20 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
 
     cache = open_cache(cfg)
     holdout = cfg.parse_holdout()
+    unknown = sorted(set(holdout) - set(cache.episodes))
+    if unknown:
+        raise RewardConfigError(f"train reward: holdout: episodes {unknown[:10]} do not exist "
+                                f"(episodes {cache.episodes[0]}..{cache.episodes[-1]})")
+    rest = [e for e in cache.episodes if e not in set(holdout)]
+    check_labels(cache, cfg.target, rest)
     try:
-        train_eps, val_eps, test_eps = split_episodes(cache, holdout, cfg.val_fraction, cfg.split_seed)
+        train_eps, val_eps, test_eps = split_episodes(cache, holdout, cfg.val_fraction, cfg.split_seed,
+                                                      strata=episode_strata(cache, rest, cfg.target, cfg.threshold))
     except ValueError as e:
         raise RewardConfigError(f"train reward: {e}") from None
     if not val_eps:
         raise RewardConfigError(f"train reward: val_fraction = {cfg.val_fraction}: no validation episode "
                                 f"({len(train_eps)} training episodes); raise it")
-    check_labels(cache, cfg.target, train_eps + val_eps)
     check_horizon(cache, cfg.horizon, train_eps + val_eps)
     train_clips = RewardClips(cache, train_eps, horizon=cfg.horizon, stride=cfg.stride, target=cfg.target)
     val_clips = RewardClips(cache, val_eps, horizon=cfg.horizon, stride=1, target=cfg.target)
