@@ -7,7 +7,9 @@ Build: the dataset (read-only) into a temp dir at each size (JPEG quality 90); r
 frames (distinct pictures) per second, MiB on disk and KiB per 1,000 frames. Loader: RewardClips
 over the first size's cache through a DataLoader (batch 64, shuffled, ``collate``), decoding the
 JPEGs on the CPU; reports frames/s (batch x horizon pictures handed out per second) after one
-warm-up batch, for each worker count and horizon. The temp dir is removed at the end.
+warm-up batch, for each worker count and horizon. Consumption (``--step-preset tiny``): one
+training step of a reward model of that preset (frozen backbone, DiT head, MSE) on such a batch
+(processor + forward + backward + AdamW), frames/s, for comparison. The temp dir is removed at the end.
 """
 from __future__ import annotations
 
@@ -58,6 +60,33 @@ def bench_loader(cache: FrameCache, workers: int, horizon: int, batches: int, ba
     del it
 
 
+def bench_step(cache: FrameCache, preset: str, horizon: int, steps: int = 2, batch_size: int = 64) -> None:
+    from gr00t_rlhf_train.data.samples import model_inputs
+    from gr00t_rlhf_train.model.policy import Gr00tPolicy
+    from gr00t_rlhf_train.model.processor import ModalityConfig, stats_from_lerobot
+    from gr00t_rlhf_train.model.reward_head import RewardHeadConfig
+    from gr00t_rlhf_train.model.reward_model import RewardModel
+
+    modality = ModalityConfig(**cache.modality_dims())
+    policy = Gr00tPolicy.from_config(preset, modality, stats_from_lerobot(cache.stats, modality))
+    rm = RewardModel.from_policy(policy, RewardHeadConfig(horizon=horizon))
+    opt = torch.optim.AdamW([p for p in rm.parameters() if p.requires_grad], lr=1e-4)
+    ds = RewardClips(cache, horizon=horizon)
+    batch = collate([ds[i] for i in range(0, len(ds), max(1, len(ds) // batch_size))][:batch_size])
+    times = []
+    for _ in range(steps + 1):
+        t = time.perf_counter()
+        inputs = rm.prepare(model_inputs(batch))
+        loss = rm.loss(inputs, torch.as_tensor(batch["target"], dtype=torch.float32))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    seconds = sum(times[1:]) / steps  # the first step warms up
+    print(f"train step ({preset}, frozen backbone, dit head) horizon={horizon}: {batch_size * horizon / seconds:.0f} "
+          f"frames/s ({seconds:.2f} s per batch of {batch_size})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", type=Path, default=DEFAULT)
@@ -66,6 +95,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--workers", default="0,2")
     ap.add_argument("--horizons", default="1,4")
+    ap.add_argument("--step-preset", default="tiny", help="model preset whose training step is timed ('' skips)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     episodes = parse_episodes(args.episodes) if args.episodes else None
@@ -77,6 +107,9 @@ def main() -> None:
         for w in (int(v) for v in args.workers.split(",")):
             for h in (int(v) for v in args.horizons.split(",")):
                 bench_loader(cache, w, h, args.batches)
+        if args.step_preset:
+            for h in (int(v) for v in args.horizons.split(",")):
+                bench_step(cache, args.step_preset, h)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
