@@ -133,6 +133,9 @@ def reward_table(m: dict) -> list[str]:
                      f"AUROC {_fmt(m['baseline_time.best_sign_auroc'])}")
     lines.append(f"episodes right: {m.get('episode.correct')}/{m.get('episode.count')}; positive above "
                  f"{m.get('positive_above')} ({m.get('target_kind')} targets)")
+    if m.get("frame.pred_std") is not None and m.get("frame.pred_std", 0) < 1e-3 * max(abs(m.get("frame.pred_mean") or 0), 1.0):
+        lines.append(f"note: predictions are nearly constant (mean {_fmt(m['frame.pred_mean'])}, std "
+                     f"{m['frame.pred_std']:.2e}): a collapsed model")
     notes = [f"note: {k[:-5]}: {v}" for k, v in m.items()
              if k.startswith(("frame.", "episode.", "baseline_time.note")) and k.endswith(("pearson_note", "auroc_note", ".note"))]
     return lines + notes
