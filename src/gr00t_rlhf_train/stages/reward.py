@@ -101,6 +101,9 @@ class RewardConfig:
             raise bad("threshold", "must be a finite number")
         self.parse_holdout()
         self.loss_fn(0.5)                              # the loss spec and its parameters
+        unknown = sorted(set(self.train) - set(TrainConfig.__dataclass_fields__) | {"out_dir"} & set(self.train))
+        if unknown:
+            raise bad("train", f"unknown TrainConfig field(s) {unknown}")
         TrainConfig(out_dir=self.out_dir, **self.train)   # the loop's fields (one-line TrainConfigError)
 
     def parse_holdout(self) -> list[int]:
