@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     r = sub.add_parser("reward", help="reward model: MSE/MAE/Pearson/Spearman/accuracy/AUROC, npz and plots")
     _common(r, "eval_reward")
     r.add_argument("--threshold", type=float, default=None,
-                   help="binary labels: positive above this (default: the checkpoint's, else 0.5); score labels: above 0")
+                   help="binary labels: positive above this (default: the checkpoint's, else 0.5); "
+                        "score labels: above 0")
     r.add_argument("--prediction-only", action="store_true", help="unlabeled data: write predictions.npz only")
     r.add_argument("--batch-size", type=int, default=64, help="clips per forward pass (default 64)")
     r.set_defaults(func=cmd_reward)
@@ -95,7 +96,10 @@ def _prepare_data(args, stack: ExitStack):
     bad = [e for e in args.episodes if not 0 <= e < ds.num_episodes]
     if bad:
         raise ValueError(f"--episodes: {bad[:10]} not in {path} (episodes 0..{ds.num_episodes - 1})")
-    out = Path(args.cache) if args.cache else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eval_cache_")))
+    if args.cache:
+        out = Path(args.cache)
+    else:
+        out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eval_cache_")))
     print(f"caching episodes of {path} into {out}" + ("" if args.cache else " (temporary; --cache DIR keeps it)"),
           file=sys.stderr)
     build_cache(ds, out, image_size=args.size, episodes=args.episodes, progress=not args.quiet)
@@ -133,11 +137,12 @@ def reward_table(m: dict) -> list[str]:
                      f"AUROC {_fmt(m['baseline_time.best_sign_auroc'])}")
     lines.append(f"episodes right: {m.get('episode.correct')}/{m.get('episode.count')}; positive above "
                  f"{m.get('positive_above')} ({m.get('target_kind')} targets)")
-    if m.get("frame.pred_std") is not None and m.get("frame.pred_std", 0) < 1e-3 * max(abs(m.get("frame.pred_mean") or 0), 1.0):
-        lines.append(f"note: predictions are nearly constant (mean {_fmt(m['frame.pred_mean'])}, std "
-                     f"{m['frame.pred_std']:.2e}): a collapsed model")
+    std, mean = m.get("frame.pred_std"), m.get("frame.pred_mean")
+    if std is not None and std < 1e-3 * max(abs(mean or 0.0), 1.0):
+        lines.append(f"note: predictions are nearly constant (mean {_fmt(mean)}, std {std:.2e}): a collapsed model")
     notes = [f"note: {k[:-5]}: {v}" for k, v in m.items()
-             if k.startswith(("frame.", "episode.", "baseline_time.note")) and k.endswith(("pearson_note", "auroc_note", ".note"))]
+             if k.startswith(("frame.", "episode.", "baseline_time.note"))
+             and k.endswith(("pearson_note", "auroc_note", ".note"))]
     return lines + notes
 
 
@@ -209,7 +214,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
     m = result["metrics"]
     print(f"{'':22}{'first action MSE':>18}{'chunk MSE':>12}")
     print(f"{'policy':22}{_fmt(m['action.first_mse']):>18}{_fmt(m['action.chunk_mse']):>12}")
-    print(f"{'mean-action baseline':22}{_fmt(m['baseline_mean.first_mse']):>18}{_fmt(m['baseline_mean.chunk_mse']):>12}")
+    print(f"{'mean-action baseline':22}{_fmt(m['baseline_mean.first_mse']):>18}"
+          f"{_fmt(m['baseline_mean.chunk_mse']):>12}")
     imp = m["improvement"]
     print(f"improvement over the baseline: {'-' if imp is None else f'{100 * imp:.1f} %'} (first action); "
           f"baseline mean from {m['baseline_mean.source']}")
@@ -230,7 +236,8 @@ def cmd_baselines(args: argparse.Namespace) -> int:
                 write_json(Path(args.json), m)
         except Exception as e:  # noqa: BLE001
             return _fail(e)
-    print(f"held-out rows {m['rows']} of episodes {_span(m['episodes'])}; fitted on episodes {_span(m['train_episodes'])}")
+    print(f"held-out rows {m['rows']} of episodes {_span(m['episodes'])}; "
+          f"fitted on episodes {_span(m['train_episodes'])}")
     cols = ("count", "mse", "pearson", "spearman", "accuracy", "auroc")
     if "baseline_time.frame.count" in m:
         print(f"{'time since start':24}" + "".join(f"{c[:9]:>10}" for c in cols))

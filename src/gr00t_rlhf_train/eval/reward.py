@@ -131,10 +131,11 @@ def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: i
                     baseline: tuple | None = None, progress: bool = False) -> dict:
     """Evaluate a reward checkpoint on the ``episodes`` of a frame cache (all when None).
 
-    The targets are those the model was trained on (``next.reward`` or the feedback keys' rewards, as recorded
-    by ``train reward``; ``next.reward`` otherwise); ``threshold`` (binary targets: positive above it) defaults to
-    the checkpoint's, else 0.5. The time baseline is fitted on ``baseline`` = (times, targets) when given, else on the labelled cache
-    episodes ``train_episodes`` (default: every cache episode not evaluated).
+    The targets are those the model was trained on (``next.reward`` or the feedback keys' rewards, as
+    recorded by ``train reward``; ``next.reward`` otherwise); ``threshold`` (binary targets: positive above
+    it) defaults to the checkpoint's, else 0.5. The time baseline is fitted on ``baseline`` = (times,
+    targets) when given, else on the labelled cache episodes ``train_episodes`` (default: every cache
+    episode not evaluated).
     -> {"metrics": {...} (empty with prediction_only), "files": {name: path}, "samples": N, "seconds": s}.
     """
     from gr00t_rlhf_train.data.samples import RewardClips
@@ -149,8 +150,8 @@ def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: i
     settings = training_settings(meta)
     wanted = settings.get("target", "reward")
     if threshold is None:
-        threshold = float(settings["threshold"]) if settings.get("target_kind") == "binary" and "threshold" in settings \
-            else 0.5
+        binary = settings.get("target_kind") == "binary" and "threshold" in settings
+        threshold = float(settings["threshold"]) if binary else 0.5
     target = _target(cache, chosen, wanted, prediction_only)
     if target is None:
         raise EvalError(f"{cache.path}: the cache has no labels at all, and RewardClips (data/samples.py) reads "
@@ -201,7 +202,8 @@ def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: i
         files["roc"] = plots.roc_plot(cols["pred"], labels, out / "roc.png", m["frame.auroc"], extra)
     result["seconds"] = time.monotonic() - start
     info = {"checkpoint": str(checkpoint), "cache": str(getattr(cache, "path", cache)), "episodes": chosen,
-            "horizon": horizon, "target": wanted, "threshold": threshold, "samples": int(indices.size), "max_samples": max_samples,
+            "horizon": horizon, "target": wanted, "threshold": threshold, "samples": int(indices.size),
+            "max_samples": max_samples,
             "device": str(next(rm.parameters()).device), "seconds": round(result["seconds"], 2),
             "head": (meta.get("head") or {}).get("reward_head")}
     files["metrics"] = write_json(out / "metrics.json", {"info": info, "metrics": m})

@@ -44,7 +44,8 @@ def test_action_plot(tmp_path):
     rng = np.random.default_rng(1)
     rec = rng.uniform(-5, 5, (30, 2))
     out = plots.action_plot(rec + rng.normal(0, 0.5, (30, 2)), rec, np.repeat([0, 1], 15), np.tile(np.arange(15), 2),
-                            tmp_path / "actions.png", names=["left wheel", "right wheel"], times=np.tile(np.arange(15), 2) / 10)
+                            tmp_path / "actions.png", names=["left wheel", "right wheel"],
+                            times=np.tile(np.arange(15), 2) / 10)
     assert _is_png(out)
 
 
