@@ -152,6 +152,25 @@ class RewardClips(_CacheSamples):
             out["feedback"] = int(ep.feedback[t])
         return out
 
+    def labels(self) -> dict[str, np.ndarray]:
+        """Every sample's labels without decoding a picture: "target" [N] f64, "episode", "row" [N] int64,
+        "time" [N] f64 and, when the cache has feedback, "feedback" [N] int64 (sample order)."""
+        parts: dict[str, list] = {"target": [], "episode": [], "row": [], "time": [], "feedback": []}
+        voc = self.cache.vocabulary
+        for e in self.episodes:
+            ep, seq = self._seq(e)
+            rows = seq[::self.stride]  # [n]
+            if self.target == "reward":
+                parts["target"].append(ep.reward[rows].astype(np.float64))
+            else:
+                parts["target"].append(np.array([voc.reward(int(k)) for k in ep.feedback[rows]], np.float64))
+            parts["episode"].append(np.full(len(rows), e, np.int64))
+            parts["row"].append(rows.astype(np.int64))
+            parts["time"].append(ep.times[rows].astype(np.float64))
+            if ep.feedback is not None:
+                parts["feedback"].append(ep.feedback[rows].astype(np.int64))
+        return {k: np.concatenate(v) for k, v in parts.items() if v}
+
 
 def split_episodes(cache_or_n, holdout: Sequence[int], val_fraction: float = 0.1, seed: int = 0,
                    strata: dict | None = None) -> tuple[list[int], list[int], list[int]]:

@@ -184,3 +184,12 @@ def test_seed_dataset_two_episodes(datasets_dir, tmp_path):
     per_1000 = cache_mod.directory_bytes(out) / pictures * 1000
     assert per_1000 < 2.5 * 2**20  # a whole seed dataset (<= 13,000 pictures) stays well under 64 MiB
     assert os.access(root, os.R_OK) and not list(root.glob("*.tmp-*"))
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA (GPU JPEG decode)")
+def test_gpu_decode_matches_cpu(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    ep = FrameCache(build_cache(root, tmp_path / "c", image_size=32, progress=False)).episode(0)
+    cpu, gpu = ep.frames([0, 2, 2]), ep.frames([0, 2, 2], device="cuda")
+    assert gpu.device.type == "cuda" and gpu.shape == cpu.shape
+    assert (gpu.cpu().int() - cpu.int()).abs().max() <= 3  # nvJPEG and libjpeg may round differently

@@ -57,6 +57,9 @@ def test_reward_clips_repeat_the_first_row_before_the_episode_start(cache):
     assert "Doing" not in str(second)  # the feedback text never enters a sample
     strided = RewardClips(cache, horizon=1, stride=4)
     assert [s["row"] for s in strided] == [0, 4, 0, 4, 8]
+    labels = strided.labels()  # the same, without decoding
+    for key in ("target", "episode", "row", "time", "feedback"):
+        np.testing.assert_array_equal(labels[key], [s[key] for s in strided])
 
 
 def test_reward_clip_errors_name_the_argument(cache):
