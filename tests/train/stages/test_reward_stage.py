@@ -194,3 +194,19 @@ def test_cli_flags_build_the_config(binary_cache, tmp_path, capsys):
     assert bad.func(bad) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: loss 'hinge': unknown") and "\n" not in err
+
+
+def test_a_slice_of_a_seed_dataset(datasets_dir, tmp_path):
+    """Four episodes of Reward_New_Data_WithBadEp (two good, two bad), cached at 32 px: a few steps run end
+    to end, validation holds one good and one bad episode, the checkpoint reloads."""
+    cache = build_cache(datasets_dir / "Reward_New_Data_WithBadEp", tmp_path / "cache", image_size=32,
+                        episodes=[0, 1, 50, 51], progress=False)
+    cfg = RewardConfig(data=str(cache), out_dir=str(tmp_path / "run"), val_fraction=0.5, horizon=4, stride=5,
+                       loss="bce+bt", head="mlp", head_hidden=32, tuning="frozen", val_max_samples=32,
+                       train=FAST | dict(steps=3, warmup_steps=1, eval_every=0))
+    result = train_reward(cfg)
+    assert len(result.splits["val"]) == 2 and {e // 50 for e in result.splits["val"]} == {0, 1}
+    assert math.isfinite(result.train.eval_metrics["auroc"])
+    rm = RewardModel.from_pretrained(result.best_checkpoint)
+    assert rm.head_config.horizon == 4 and set(rm.processor.modality.state) == {"left_wheel", "right_wheel",
+                                                                              "acceleration"}
