@@ -38,6 +38,7 @@ import sys
 import time
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -299,41 +300,58 @@ def build_cache(dataset, out: str | Path, image_size=(96, 96), episodes: Iterabl
                            "read-only)")
     fp = fingerprint(ds.root)
     settings = _settings(size, quality, video_key)
-    old = _previous(out, fp, source, settings)
+    _previous(out, fp, source, settings)  # refuse before creating anything
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp-*"):  # left by a build that was killed mid-write
-        stale.unlink()
-    entries = {int(k): v for k, v in old.get("episodes", {}).items() if (out / v["shard"]).is_file()}
-    doc = {"format": FORMAT, "version": FORMAT_VERSION, "complete": False, "source": source, "fingerprint": fp,
-           "settings": settings, "episodes": {str(k): v for k, v in sorted(entries.items())}}
-    _write_json(out / META_FILE, doc)  # claims the directory before the first shard
+    with _build_lock(out):  # several processes (e.g. one per GPU) may build the same cache: one at a time
+        old = _previous(out, fp, source, settings)  # what an earlier holder of the lock left
+        for stale in out.glob(".*.tmp-*"):  # left by a build that was killed mid-write
+            stale.unlink()
+        entries = {int(k): v for k, v in old.get("episodes", {}).items() if (out / v["shard"]).is_file()}
 
-    t0 = time.perf_counter()
-    bar = _progress(wanted, progress)
-    for i in bar:
-        ep = ds.episode(i)
-        shard = out / SHARD.format(i)
-        prev = entries.get(i)
-        if prev is not None and prev.get("rows") == len(ep) and _shard_ok(shard, len(ep)) \
-                and prev.get("bytes") == shard.stat().st_size:
-            continue
-        table, images = _episode_table(ds, ep, video_key, size, quality)
-        _write_atomic(shard, lambda p: pq.write_table(table, p, compression="zstd"))
-        entries[i] = {"shard": shard.name, "rows": len(ep), "images": images, "task": _episode_task(ds, ep),
-                      "duration": float(ep.times[-1]), "bytes": shard.stat().st_size}
-        doc["episodes"] = {str(k): v for k, v in sorted(entries.items())}
-        _write_json(out / META_FILE, doc)  # progress survives an interruption
-    voc = ds.vocabulary
-    doc.update({
-        "complete": True, "fps": ds.fps, "image_size": list(size), "video_key": video_key,
-        "modality": _modality(ds), "tasks": {str(k): v for k, v in sorted(ds.tasks.items())},
-        "vocabulary": None if voc is None else {"key_field": voc.key_field, "default": voc.default,
-                                                "texts": {str(k): v for k, v in sorted(voc.texts.items())}},
-        "has_reward": F.REWARD in ds.columns, "stats": ds.stats, "build_seconds": round(time.perf_counter() - t0, 2),
-        "episodes": {str(k): v for k, v in sorted(entries.items())},
-    })
-    _write_json(out / META_FILE, doc)
+        def done(i: int) -> bool:
+            prev, shard = entries.get(i), out / SHARD.format(i)
+            return (prev is not None and prev.get("rows") == ds.episodes[i].length and shard.is_file()
+                    and prev.get("bytes") == shard.stat().st_size and _shard_ok(shard, ds.episodes[i].length))
+
+        todo = [i for i in wanted if not done(i)]
+        if old.get("complete") and not todo:
+            return out  # nothing to do: the cache is left untouched (readers never see it incomplete)
+        doc = {"format": FORMAT, "version": FORMAT_VERSION, "complete": False, "source": source, "fingerprint": fp,
+               "settings": settings, "episodes": {str(k): v for k, v in sorted(entries.items())}}
+        _write_json(out / META_FILE, doc)  # claims the directory before the first shard
+        t0 = time.perf_counter()
+        for i in _progress(todo, progress):
+            ep = ds.episode(i)
+            shard = out / SHARD.format(i)
+            table, images = _episode_table(ds, ep, video_key, size, quality)
+            _write_atomic(shard, lambda p: pq.write_table(table, p, compression="zstd"))
+            entries[i] = {"shard": shard.name, "rows": len(ep), "images": images, "task": _episode_task(ds, ep),
+                          "duration": float(ep.times[-1]), "bytes": shard.stat().st_size}
+            doc["episodes"] = {str(k): v for k, v in sorted(entries.items())}
+            _write_json(out / META_FILE, doc)  # progress survives an interruption
+        voc = ds.vocabulary
+        doc.update({
+            "complete": True, "fps": ds.fps, "image_size": list(size), "video_key": video_key,
+            "modality": _modality(ds), "tasks": {str(k): v for k, v in sorted(ds.tasks.items())},
+            "vocabulary": None if voc is None else {"key_field": voc.key_field, "default": voc.default,
+                                                    "texts": {str(k): v for k, v in sorted(voc.texts.items())}},
+            "has_reward": F.REWARD in ds.columns, "stats": ds.stats,
+            "build_seconds": round(time.perf_counter() - t0, 2), "episodes": {str(k): v for k, v in sorted(entries.items())},
+        })
+        _write_json(out / META_FILE, doc)
     return out
+
+
+@contextmanager
+def _build_lock(out: Path):
+    """An exclusive advisory lock on ``out/.build.lock`` (POSIX flock; released when the process dies)."""
+    import fcntl
+    with open(out / ".build.lock", "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _progress(items: list[int], enabled: bool):

@@ -79,11 +79,15 @@ def test_resume_skips_written_shards_and_adds_episodes(tmp_path, monkeypatch):
         build_cache(root, out, image_size=16, progress=False)
     with pytest.raises(DatasetError, match=r"cache\.json \[complete\]: the build did not finish"):
         FrameCache(out)
-    assert sorted(p.name for p in out.iterdir()) == ["cache.json", "episode_000000.parquet", "episode_000001.parquet"]
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # .build.lock stays
+    assert names == ["cache.json", "episode_000000.parquet", "episode_000001.parquet"]
     monkeypatch.setattr(cache_mod, "_episode_table", real)
     build_cache(root, out, image_size=16, progress=False)  # the same command again finishes it
     cache = FrameCache(out)
     assert cache.episodes == [0, 1, 2] and shard0.stat().st_mtime_ns == stamp
+    meta_stamp = (out / "cache.json").stat().st_mtime_ns
+    build_cache(root, out, image_size=16, episodes=[1, 2], progress=False)  # all there: nothing is rewritten
+    assert (out / "cache.json").stat().st_mtime_ns == meta_stamp
 
 
 def test_damaged_or_missing_shard_is_named(tiny_dataset, tmp_path):
