@@ -34,6 +34,8 @@ TARGETS = ("reward", "feedback")
 BALANCES = ("none", "weights", "sampler")
 TUNINGS = ("frozen", "lora", "full")
 MIN_METRICS = ("loss", "mse", "mae")           # best-checkpoint metrics where lower is better
+EVAL_METRICS = MIN_METRICS + ("auroc", "pearson", "spearman", "accuracy", "balanced_accuracy", "episode_accuracy",
+                              "pred_std", "auroc_third1", "auroc_third2", "auroc_third3")   # what evaluate() returns
 LOSS_PARAMS = ("gamma", "focal_mse_gamma", "alpha", "pairs_per_batch", "pair_scope")
 
 
@@ -99,6 +101,8 @@ class RewardConfig:
             raise bad("val_fraction", "must be in [0, 1)")
         if self.threshold is not None and not math.isfinite(self.threshold):
             raise bad("threshold", "must be a finite number")
+        if self.best_metric is not None and self.best_metric not in EVAL_METRICS:
+            raise bad("best_metric", f"allowed {EVAL_METRICS}")
         self.parse_holdout()
         self.loss_fn(0.5)                              # the loss spec and its parameters
         unknown = sorted(set(self.train) - set(TrainConfig.__dataclass_fields__) | {"out_dir"} & set(self.train))

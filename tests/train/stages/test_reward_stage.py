@@ -72,6 +72,7 @@ def test_loss_falls_and_validation_auroc_beats_chance(trained):
     assert np.mean(train_losses[-2:]) < 0.7 * np.mean(train_losses[:2]), train_losses
     assert result.best_metric == "auroc" and result.target_kind == "binary" and result.threshold == 0.5
     assert result.train.best_metric > 0.8, result.train.eval_metrics
+    assert set(result.train.eval_metrics) == set(stage.EVAL_METRICS)
     assert result.splits["test"] == [8, 9]
     assert not set(result.splits["val"]) & set(result.splits["train"]) and not set(result.splits["test"]) & (
         set(result.splits["val"]) | set(result.splits["train"]))
@@ -145,6 +146,7 @@ def test_scores_regression_uses_pearson(tmp_path):
     (dict(holdout="3-1"), "holdout"),
     (dict(holdout="0-20"), "do not exist"),
     (dict(class_balance="often"), "class_balance"),
+    (dict(best_metric="f1"), "best_metric = 'f1': allowed"),
     (dict(train=dict(steps=0)), "steps"),
     (dict(init="/nonexistent/ckpt"), "does not exist"),
 ])
