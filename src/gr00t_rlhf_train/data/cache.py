@@ -274,12 +274,14 @@ def _previous(out: Path, fp: str, source: str, settings: dict) -> dict:
 
 
 def build_cache(dataset, out: str | Path, image_size=(96, 96), episodes: Iterable[int] | None = None,
-                quality: int = 90, progress: bool = True, video_key: str = F.EGO_VIEW) -> Path:
+                quality: int = 90, progress: bool = True, video_key: str = F.EGO_VIEW, skip_bad: bool = False) -> Path:
     """Decode every selected episode's video once and write the frame cache at ``out``; -> ``out``.
 
     ``dataset``: a path or a ``LeRobotDataset``; ``image_size``: int or (h, w); ``episodes``:
     indices (default all); ``quality``: JPEG quality 1..100. Rerunning into the same directory
-    finishes an interrupted build (written shards are kept) or adds episodes.
+    finishes an interrupted build (written shards are kept) or adds episodes. ``skip_bad``: an
+    episode the reader cannot read (damaged parquet or video) is left out and listed in
+    ``cache.json`` ``"skipped"`` (episode -> the one-line error) instead of stopping the build.
     """
     from gr00t_rlhf_train.data.reader import LeRobotDataset  # the only part that needs PyAV
 
@@ -320,10 +322,18 @@ def build_cache(dataset, out: str | Path, image_size=(96, 96), episodes: Iterabl
                "settings": settings, "episodes": {str(k): v for k, v in sorted(entries.items())}}
         _write_json(out / META_FILE, doc)  # claims the directory before the first shard
         t0 = time.perf_counter()
+        skipped: dict[str, str] = {}
         for i in _progress(todo, progress):
-            ep = ds.episode(i)
             shard = out / SHARD.format(i)
-            table, images = _episode_table(ds, ep, video_key, size, quality)
+            try:
+                ep = ds.episode(i)
+                table, images = _episode_table(ds, ep, video_key, size, quality)
+            except DatasetError as e:
+                if not skip_bad:
+                    raise
+                skipped[str(i)] = _one_line(e)
+                entries.pop(i, None)
+                continue
             _write_atomic(shard, lambda p: pq.write_table(table, p, compression="zstd"))
             entries[i] = {"shard": shard.name, "rows": len(ep), "images": images, "task": _episode_task(ds, ep),
                           "duration": float(ep.times[-1]), "bytes": shard.stat().st_size}
@@ -335,7 +345,7 @@ def build_cache(dataset, out: str | Path, image_size=(96, 96), episodes: Iterabl
             "modality": _modality(ds), "tasks": {str(k): v for k, v in sorted(ds.tasks.items())},
             "vocabulary": None if voc is None else {"key_field": voc.key_field, "default": voc.default,
                                                     "texts": {str(k): v for k, v in sorted(voc.texts.items())}},
-            "has_reward": F.REWARD in ds.columns, "stats": ds.stats,
+            "has_reward": F.REWARD in ds.columns, "stats": ds.stats, "skipped": skipped,
             "build_seconds": round(time.perf_counter() - t0, 2), "episodes": {str(k): v for k, v in sorted(entries.items())},
         })
         _write_json(out / META_FILE, doc)

@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     cache.add_argument("--quality", type=int, default=90, help="JPEG quality 1..100 (default 90)")
     cache.add_argument("--episodes", default=None, help="episodes to cache, e.g. 0-39,45 (default all)")
     cache.add_argument("--quiet", action="store_true", help="no progress bar")
+    cache.add_argument("--strict", action="store_true",
+                       help="stop at the first unreadable episode (default: leave it out with a warning)")
     cache.set_defaults(func=cmd_cache)
 
 
@@ -104,13 +106,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
             warnings.simplefilter("always", DatasetQuirkWarning)
             episodes = parse_episodes(args.episodes) if args.episodes is not None else None
             out = build_cache(args.path, args.out, image_size=args.size, episodes=episodes, quality=args.quality,
-                              progress=not args.quiet)
+                              progress=not args.quiet, skip_bad=not args.strict)
             cache = FrameCache(out)
     except (DatasetError, ValueError, OSError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 1
     for w in caught:
         print(f"warning: {_one_line(w.message)}", file=sys.stderr)
+    for i, message in sorted(cache.meta.get("skipped", {}).items(), key=lambda kv: int(kv[0])):
+        print(f"warning: episode {i} left out of the cache: {_one_line(message)}", file=sys.stderr)
     seconds = time.perf_counter() - t0
     print("\n".join(cache_summary(cache, seconds)))
     return 0
@@ -124,9 +128,11 @@ def cache_summary(cache, seconds: float | None = None) -> list[str]:
     rows, pictures = sum(e["rows"] for e in entries), sum(e["images"] for e in entries)
     size = directory_bytes(cache.path)
     h, w = cache.image_size
+    skipped = cache.meta.get("skipped") or {}
     lines = [
         f"cache       {cache.path} (of {cache.meta['source']})",
-        f"episodes    {len(cache.episodes)}",
+        f"episodes    {len(cache.episodes)}" + (f" ({len(skipped)} unreadable left out: "
+                                                 f"{', '.join(sorted(skipped, key=int))})" if skipped else ""),
         f"frames      {pictures} pictures {h}x{w} (HxW), JPEG quality {cache.meta['settings']['quality']}; "
         f"{rows} rows",
         f"size        {size / 2**20:.1f} MiB on disk, {size / 2**20 / max(pictures, 1) * 1000:.2f} MiB per 1,000 frames",

@@ -197,3 +197,22 @@ def test_gpu_decode_matches_cpu(tiny_dataset, tmp_path):
     cpu, gpu = ep.frames([0, 2, 2]), ep.frames([0, 2, 2], device="cuda")
     assert gpu.device.type == "cuda" and gpu.shape == cpu.shape
     assert (gpu.cpu().int() - cpu.int()).abs().max() <= 3  # nvJPEG and libjpeg may round differently
+
+
+def test_unreadable_episode_stops_the_build_or_is_left_out(tiny_dataset, tmp_path, capsys):
+    import argparse
+    root, _ = tiny_dataset
+    video = root / "videos/chunk-000/observation.images.ego_view/episode_000001.mp4"
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) // 20])  # truncated: undecodable
+    with pytest.raises(DatasetError, match=r"episode_000001\.mp4 \[video\]"):
+        build_cache(root, tmp_path / "strict", image_size=16, progress=False)
+    cache = FrameCache(build_cache(root, tmp_path / "c", image_size=16, progress=False, skip_bad=True))
+    assert cache.episodes == [0] and "episode_000001.mp4 [video]" in cache.meta["skipped"]["1"]
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["dataset", "cache", str(root), str(tmp_path / "d"), "--size", "16", "--quiet"])
+    assert args.func(args) == 0
+    captured = capsys.readouterr()
+    assert "episodes    1 (1 unreadable left out: 1)" in captured.out
+    assert "warning: episode 1 left out of the cache: " in captured.err and "Traceback" not in captured.err
