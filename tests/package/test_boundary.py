@@ -20,3 +20,20 @@ def test_train_package_imports_with_ros_absent():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_training_from_a_frame_cache_needs_no_video_decoder():
+    """A GPU machine may have no PyAV: the cache, the samples, the model, the stages and eval load without it."""
+    modules = ["gr00t_rlhf_train.data.cache", "gr00t_rlhf_train.data.samples", "gr00t_rlhf_train.model",
+               "gr00t_rlhf_train.stages.loop", "gr00t_rlhf_train.stages.sft", "gr00t_rlhf_train.stages.reward",
+               "gr00t_rlhf_train.eval.metrics", "gr00t_rlhf_train.eval.reward", "gr00t_rlhf_train.eval.policy"]
+    code = (
+        "import sys, importlib, importlib.util\n"
+        "sys.modules['av'] = None  # any import of PyAV raises ImportError\n"
+        f"for m in {modules!r}:\n"
+        "    if importlib.util.find_spec(m.rsplit('.', 1)[0]) is not None and importlib.util.find_spec(m) is not None:\n"
+        "        importlib.import_module(m)\n"
+        "from gr00t_rlhf_train.data import FrameCache  # noqa: F401\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
