@@ -105,6 +105,7 @@ class RewardConfig:
             raise bad("best_metric", f"allowed {EVAL_METRICS}")
         self.parse_holdout()
         self.loss_fn(0.5)                              # the loss spec and its parameters
+        self.head_config()                             # the head's sizes (one-line ConfigError)
         unknown = sorted(set(self.train) - set(TrainConfig.__dataclass_fields__) | {"out_dir"} & set(self.train))
         if unknown:
             raise bad("train", f"unknown TrainConfig field(s) {unknown}")
@@ -117,6 +118,13 @@ class RewardConfig:
             return parse_episodes(self.holdout)
         except ValueError as e:
             raise RewardConfigError(f"train reward: holdout: {e}") from None
+
+    def head_config(self, output: str = "value", reward_range: tuple = (0.0, 1.0)):
+        from ..model.reward_head import RewardHeadConfig
+        return RewardHeadConfig(kind=self.head, horizon=self.horizon, pool=self.pool, hidden_size=self.head_hidden,
+                                use_state=self.use_state, num_layers=self.head_layers, num_heads=self.head_heads,
+                                head_dim=self.head_dim, refine_steps=self.refine_steps, output=output,
+                                reward_range=reward_range)
 
     def loss_fn(self, threshold: float) -> RewardLoss:
         return RewardLoss.parse(self.loss, threshold=threshold, **{k: getattr(self, k) for k in LOSS_PARAMS})
@@ -330,8 +338,6 @@ def evaluator(clips: RewardClips, loss: RewardLoss, threshold: float, batch_size
 
 def train_reward(cfg: RewardConfig) -> RewardResult:
     """Train a reward model as configured; -> RewardResult (checkpoints under ``cfg.out_dir``)."""
-    from ..model.reward_head import RewardHeadConfig
-
     cache = open_cache(cfg)
     holdout = cfg.parse_holdout()
     unknown = sorted(set(holdout) - set(cache.episodes))
@@ -366,11 +372,7 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
         reward_range = (-1.0, 1.0)
     else:
         reward_range = (float(targets.min()), float(targets.max()))
-    head_cfg = RewardHeadConfig(kind=cfg.head, horizon=cfg.horizon, pool=cfg.pool, hidden_size=cfg.head_hidden,
-                                use_state=cfg.use_state, num_layers=cfg.head_layers, num_heads=cfg.head_heads,
-                                head_dim=cfg.head_dim, refine_steps=cfg.refine_steps,
-                                output="logit" if loss.output_kind == "logit" else "value",
-                                reward_range=reward_range)
+    head_cfg = cfg.head_config("logit" if loss.output_kind == "logit" else "value", reward_range)
     stats = train_stats(cache, train_eps)
     model = build_model(cfg, cache, stats, head_cfg)
 

@@ -14,6 +14,7 @@ import pytest
 from gr00t_rlhf_train.data import DatasetWriter
 from gr00t_rlhf_train.data.cache import FrameCache, build_cache
 from gr00t_rlhf_train.data.samples import RewardClips, collate
+from gr00t_rlhf_train.model.configuration import ConfigError
 from gr00t_rlhf_train.model.reward_model import RewardModel
 from gr00t_rlhf_train.stages import reward as stage
 from gr00t_rlhf_train.stages.losses import LossConfigError
@@ -147,11 +148,12 @@ def test_scores_regression_uses_pearson(tmp_path):
     (dict(holdout="0-20"), "do not exist"),
     (dict(class_balance="often"), "class_balance"),
     (dict(best_metric="f1"), "best_metric = 'f1': allowed"),
+    (dict(head_layers=0), "RewardHeadConfig.num_layers = 0"),
     (dict(train=dict(steps=0)), "steps"),
     (dict(init="/nonexistent/ckpt"), "does not exist"),
 ])
 def test_bad_configs_are_one_line_errors(binary_cache, tmp_path, kw, match):
-    with pytest.raises((RewardConfigError, LossConfigError, ValueError)) as e:
+    with pytest.raises((RewardConfigError, LossConfigError, ValueError, ConfigError)) as e:
         train_reward(RewardConfig(data=str(binary_cache), out_dir=str(tmp_path / "run"), **kw))
     assert match in str(e.value) and "\n" not in str(e.value)
 
