@@ -108,16 +108,17 @@ class RewardClips(_CacheSamples):
     """One sample per row t (every ``stride``-th): the clip of ``horizon`` rows ending at t and its label at t.
 
     ``target="reward"``: ``next.reward`` at t; ``"feedback"``: the vocabulary's reward of the feedback
-    key at t (key / max|key|, or the key itself for binary vocabularies). Rows before the episode
+    key at t (key / max|key|, or the key itself for binary vocabularies); ``None``: unlabeled data
+    (no "target" in the samples, e.g. for ``eval reward --prediction-only``). Rows before the episode
     start repeat the first row."""
 
     def __init__(self, cache: FrameCache | str, episodes: Sequence[int] | None = None, horizon: int = 1,
-                 stride: int = 1, target: str = "reward", decode: bool = True, rows: str = "frames"):
+                 stride: int = 1, target: str | None = "reward", decode: bool = True, rows: str = "frames"):
         for name, v in (("horizon", horizon), ("stride", stride)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}={v!r}: must be a positive integer")
-        if target not in TARGETS:
-            raise ValueError(f"target={target!r}: allowed {TARGETS}")
+        if target is not None and target not in TARGETS:
+            raise ValueError(f"target={target!r}: allowed {TARGETS} or None (unlabeled)")
         super().__init__(cache, episodes, rows, decode)
         self.horizon, self.stride, self.target = horizon, stride, target
         longest = max(len(r) for r in self._rows.values())
@@ -142,19 +143,18 @@ class RewardClips(_CacheSamples):
         clip = seq[np.maximum(np.arange(k - self.horizon + 1, k + 1), 0)]  # [H] rows, the first repeated
         out = {self.video_key: self._video(ep, clip)}  # [H, h, w, 3]
         out.update(self._states(ep, clip))  # each [H, dim]
+        out.update({INSTRUCTION: ep.task, "episode": e, "row": int(t), "time": float(ep.times[t])})
         if self.target == "reward":
-            target = float(ep.reward[t])
-        else:
-            target = float(self.cache.vocabulary.reward(int(ep.feedback[t])))
-        out.update({INSTRUCTION: ep.task, "target": target, "episode": e, "row": int(t),
-                    "time": float(ep.times[t])})
+            out["target"] = float(ep.reward[t])
+        elif self.target == "feedback":
+            out["target"] = float(self.cache.vocabulary.reward(int(ep.feedback[t])))
         if ep.feedback is not None:
             out["feedback"] = int(ep.feedback[t])
         return out
 
     def labels(self) -> dict[str, np.ndarray]:
-        """Every sample's labels without decoding a picture: "target" [N] f64, "episode", "row" [N] int64,
-        "time" [N] f64 and, when the cache has feedback, "feedback" [N] int64 (sample order)."""
+        """Every sample's labels without decoding a picture: "target" [N] f64 (not when unlabeled), "episode",
+        "row" [N] int64, "time" [N] f64 and, when the cache has feedback, "feedback" [N] int64 (sample order)."""
         parts: dict[str, list] = {"target": [], "episode": [], "row": [], "time": [], "feedback": []}
         voc = self.cache.vocabulary
         for e in self.episodes:
@@ -162,7 +162,7 @@ class RewardClips(_CacheSamples):
             rows = seq[::self.stride]  # [n]
             if self.target == "reward":
                 parts["target"].append(ep.reward[rows].astype(np.float64))
-            else:
+            elif self.target == "feedback":
                 parts["target"].append(np.array([voc.reward(int(k)) for k in ep.feedback[rows]], np.float64))
             parts["episode"].append(np.full(len(rows), e, np.int64))
             parts["row"].append(rows.astype(np.int64))

@@ -153,9 +153,6 @@ def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: i
         binary = settings.get("target_kind") == "binary" and "threshold" in settings
         threshold = float(settings["threshold"]) if binary else 0.5
     target = _target(cache, chosen, wanted, prediction_only)
-    if target is None:
-        raise EvalError(f"{cache.path}: the cache has no labels at all, and RewardClips (data/samples.py) reads "
-                        "only labelled clips; label the data or add unlabeled clips there")
     clips = RewardClips(cache, episodes=chosen, horizon=horizon, target=target)
     if len(clips) == 0:
         raise EvalError(f"episodes {chosen}: no clips to score in {getattr(cache, 'path', cache)}")

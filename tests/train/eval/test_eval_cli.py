@@ -178,3 +178,17 @@ def test_time_alone_on_the_505_held_out_episodes(datasets_dir):
     m = dataset_baselines(datasets_dir / "Reward_Results_with_505_Reward", list(range(90, 100)), list(range(10)))
     assert m["baseline_time.best_sign_pearson"] == pytest.approx(0.671, abs=0.005)
     assert m["baseline_time.frame.auroc"] is None                # every held-out score is <= 0
+
+
+def test_unlabeled_clips_are_scored_with_nan_targets(setup, tmp_path):
+    """RewardClips(target=None) reads no label: what --prediction-only scores on unlabeled data."""
+    from gr00t_rlhf_train.data.samples import RewardClips
+    from gr00t_rlhf_train.eval.reward import score_clips
+    from gr00t_rlhf_train.model.reward_model import RewardModel
+
+    _, cache, rm_ckpt, _ = setup
+    rm = RewardModel.from_pretrained(rm_ckpt)
+    clips = RewardClips(cache, episodes=[1], horizon=rm.head_config.horizon, target=None)
+    assert "target" not in clips[0] and "target" not in clips.labels()
+    cols = score_clips(rm, clips, np.arange(len(clips)), 4, False)
+    assert np.all(np.isfinite(cols["pred"])) and np.all(np.isnan(cols["target"]))
