@@ -214,3 +214,15 @@ def test_a_slice_of_a_seed_dataset(datasets_dir, tmp_path):
     rm = RewardModel.from_pretrained(result.best_checkpoint)
     assert rm.head_config.horizon == 4 and set(rm.processor.modality.state) == {"left_wheel", "right_wheel",
                                                                               "acceleration"}
+
+
+def test_lora_run_resumes_where_it_stopped(binary_cache, tmp_path):
+    kw = dict(data=str(binary_cache), out_dir=str(tmp_path / "run"), holdout="8-9", val_fraction=0.25, horizon=2,
+              loss="focal+bt", tuning="lora", lora_rank=2, **SMALL_HEAD)
+    first = train_reward(RewardConfig(**kw, train=FAST | dict(steps=2, warmup_steps=1, eval_every=0)))
+    assert first.train.steps == 2 and first.train.start_step == 0
+    again = train_reward(RewardConfig(**kw, train=FAST | dict(steps=3, warmup_steps=1, eval_every=0)))
+    assert again.train.start_step == 2 and again.train.steps == 3
+    rm = RewardModel.from_pretrained(again.last_checkpoint)
+    assert rm.tuning == "lora" and rm.lora_rank == 2 and rm.head_config.output == "logit"
+    assert any("lora_" in n for n, _ in rm.backbone.named_parameters())
