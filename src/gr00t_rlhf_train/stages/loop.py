@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -332,7 +333,7 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
             print(f"resumed from {previous} at step {step}/{cfg.steps}")
     log = MetricsLog(out, step, main)
 
-    def save_to(name: str, extra: dict) -> Path:
+    def save_to(name: str, extra: dict, rng: tuple | None = None) -> Path:
         target = out / name
         tmp = ts.staging_dir(target) if main else target.with_name(target.name + ".tmp")
         acc.wait_for_everyone()
@@ -342,7 +343,7 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
             (tmp / ts.CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=1))
         if name == "last":
             ts.write_state(tmp, model, optimizer.optimizer, {"step": step, "best": best, "best_step": best_step} | extra,
-                           acc.process_index, main)
+                           acc.process_index, main, rng)
         elif main:
             (tmp / "best.json").write_text(json.dumps({"step": step, "metric": cfg.best_metric, "value": best} | extra))
         acc.wait_for_everyone()
@@ -351,28 +352,38 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
         return target
 
     def run_eval() -> dict:
+        """Evaluate on the main process; every process gets the metrics and takes the same best/save decision
+        (save_to is collective: all processes must call it)."""
         nonlocal best, best_step
         if evaluate is None:
             return {}
-        metrics = {}
+        payload: list = [None]
         if main:
             model.eval()
-            with torch.no_grad():
-                metrics = {k: float(v) for k, v in evaluate(model).items()}
+            try:
+                with torch.no_grad(), acc.autocast():       # the training precision
+                    payload = [{k: float(v) for k, v in evaluate(model).items()}]
+            except Exception as e:                          # noqa: BLE001 - re-raised on every process below
+                payload = [f"{type(e).__name__}: {e}"]
+                if acc.num_processes == 1:
+                    raise
             model.train()
-            log.write(step, {f"eval/{k}": v for k, v in metrics.items()})
-            if cfg.best_metric is not None:
-                if cfg.best_metric not in metrics:
-                    raise TrainConfigError(f"TrainConfig.best_metric = {cfg.best_metric!r}: evaluate() returned "
-                                           f"{sorted(metrics)}")
-                value = metrics[cfg.best_metric]
-                better = best is None or (value > best if cfg.best_mode == "max" else value < best)
-                if better and math.isfinite(value):
-                    best, best_step = value, step
-        acc.wait_for_everyone()
-        if cfg.best_metric is not None and best_step == step and main:
-            save_to("best", {"eval": metrics})
-        acc.wait_for_everyone()
+        if acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+            broadcast_object_list(payload, from_process=0)
+        if isinstance(payload[0], str):
+            raise RuntimeError(f"evaluate() failed at step {step}: {payload[0]}")
+        metrics = payload[0]
+        log.write(step, {f"eval/{k}": v for k, v in metrics.items()})
+        if cfg.best_metric is not None:
+            if cfg.best_metric not in metrics:
+                raise TrainConfigError(f"TrainConfig.best_metric = {cfg.best_metric!r}: evaluate() returned "
+                                       f"{sorted(metrics)}")
+            value = metrics[cfg.best_metric]
+            better = best is None or (value > best if cfg.best_mode == "max" else value < best)
+            if better and math.isfinite(value):
+                best, best_step = value, step
+                save_to("best", {"eval": metrics})
         return metrics
 
     batches = micro_batches(train_dataset, cfg, step * cfg.grad_accum, acc.process_index, acc.num_processes,
@@ -380,8 +391,9 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
     bar = tqdm(total=cfg.steps, initial=step, disable=not main, desc="train", dynamic_ncols=True)
     window: list[float] = []
     window_logs: dict[str, list[float]] = {}
-    last_loss, metrics, samples, t_loop = None, {}, 0, time.time()
+    last_loss, metrics, samples, t_loop, updating = None, {}, 0, time.time(), False
     last_saved = step if previous is not None else None
+    boundary = ts.rng_to_files()            # RNG at the last step boundary (for a save on Ctrl-C)
     try:
         while step < cfg.steps:
             factor = lr_factor(cfg, step)
@@ -399,6 +411,8 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
                         grad_norm = acc.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
                                                         cfg.max_grad_norm)
                         window_logs.setdefault("grad_norm", []).append(float(grad_norm))
+                    if acc.sync_gradients:
+                        updating = True
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 window.append(float(loss.detach()))
@@ -406,6 +420,7 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
                     window_logs.setdefault(k, []).append(float(v))
                 samples += cfg.batch_size * acc.num_processes
             step += 1
+            updating = False
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 mean = torch.tensor(float(np.mean(window)), device=acc.device)
@@ -420,6 +435,15 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
                 save_to("last", {})
                 last_saved = step
+            if acc.num_processes == 1:
+                boundary = ts.rng_to_files()
+    except KeyboardInterrupt:
+        # Ctrl-C: keep the finished steps (one process only: the others may be anywhere in a collective)
+        if acc.num_processes == 1 and not updating and step > (last_saved or 0):
+            bar.close()
+            save_to("last", {}, rng=boundary)
+            print(f"interrupted: saved {out / 'last'} at step {step}; run again to continue", file=sys.stderr)
+        raise
     finally:
         bar.close()
         log.close()

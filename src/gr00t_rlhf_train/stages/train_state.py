@@ -156,9 +156,10 @@ def rng_from_files(file: Path, rest: dict) -> None:
 
 # -- whole state ------------------------------------------------------------------------------
 def write_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, trainer: dict,
-                rank: int = 0, main: bool = True) -> None:
-    """Write the resumable state into ``directory`` (weights/optimizer by the main process, RNG by every rank)."""
-    rng_tensors, rng_rest = rng_to_files()
+                rank: int = 0, main: bool = True, rng: tuple | None = None) -> None:
+    """Write the resumable state into ``directory`` (weights/optimizer by the main process, RNG by every rank;
+    ``rng``: a snapshot from ``rng_to_files()`` taken at the step boundary, else the current state)."""
+    rng_tensors, rng_rest = rng if rng is not None else rng_to_files()
     save_file(rng_tensors, str(directory / f"rng_rank{rank}.safetensors"))
     if not main:
         return

@@ -116,10 +116,10 @@ def test_resume_continues_step_count_and_schedule(cache, tmp_path, monkeypatch):
         return real(self, samples)
 
     monkeypatch.setattr(sft_module.PolicyCollator, "__call__", crash)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):          # Ctrl-C in step 7: the 6 finished steps are saved
         run_sft(config(cache, tmp_path / "b", train=steps), progress=False)
     monkeypatch.setattr(sft_module.PolicyCollator, "__call__", real)
-    assert json.loads((tmp_path / "b" / "last" / "trainer_state.json").read_text())["step"] == 4
+    assert json.loads((tmp_path / "b" / "last" / "trainer_state.json").read_text())["step"] == 6
     resumed = run_sft(config(cache, tmp_path / "b", train=steps), progress=False)
     assert resumed.steps == 8
 
