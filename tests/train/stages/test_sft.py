@@ -188,3 +188,21 @@ def test_cli_runs_a_few_steps(cache, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 3 and summary["val_loss"] is not None
     assert Gr00tPolicy.from_pretrained(out / "best").processor.modality.embodiment_id == 31
+
+
+def test_sft_on_a_slice_of_a_seed_dataset(datasets_dir, tmp_path):
+    """Four episodes of Policy_Data_results_0001 (3 state values, 2 wheel commands, ~50 Hz rows, 10 fps video):
+    cached, one held out, a few steps; the checkpoint carries the dataset's modality and reloads."""
+    src = datasets_dir / "Policy_Data_results_0001"
+    if not src.is_dir():
+        pytest.skip(f"{src} is absent")
+    cache = build_cache(src, tmp_path / "cache", image_size=56, episodes=range(4), progress=False)
+    s = run_sft(config(cache, tmp_path / "run", holdout=[3], val_fraction=0.34,
+                       train=dict(steps=6, warmup_steps=1, eval_every=0, save_every=0, log_every=2)), progress=False)
+    (key,) = s.train_episodes
+    assert s.holdout[key] == [3] and len(s.val_episodes[key]) == 1 and s.val_loss is not None
+    assert all(np.isfinite(r["train/loss"]) for r in metrics(tmp_path / "run") if "train/loss" in r)
+    policy = Gr00tPolicy.from_pretrained(tmp_path / "run" / "last")
+    assert policy.processor.modality.state == {"left_wheel": 1, "right_wheel": 1, "acceleration": 1}
+    chunk = policy.get_action(observation(), seed=0)["action.wheel_commands"]
+    assert chunk.shape == (16, 2) and np.isfinite(chunk).all()
