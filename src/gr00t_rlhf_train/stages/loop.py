@@ -13,8 +13,10 @@ A *step* is one optimizer update: ``grad_accum`` micro-batches of ``batch_size``
 step (linear warm-up, then cosine to ``min_lr_ratio`` x lr, or constant), so a resumed run sets the
 same rate at every step as an uninterrupted one. The data order is a pure function of (seed, epoch):
 each epoch is a fresh permutation, split across processes, batches that do not fill up are dropped;
-a resumed run skips the micro-batches already consumed. Training runs through ``accelerate`` (bf16
-autocast on CUDA with ``precision="auto"``, fp32 on the CPU; DDP under ``accelerate launch``).
+a resumed run skips the micro-batches already consumed (augmentation drawn in DataLoader workers is
+seeded per (epoch, first batch), so after a mid-epoch resume it differs; with num_workers=0 it is
+exact). Training runs through ``accelerate`` (bf16 autocast on CUDA with ``precision="auto"``, fp32
+on the CPU; DDP under ``accelerate launch``).
 
 Checkpoints: ``out_dir/last`` every ``save_every`` steps and at the end (what ``save`` writes plus the
 resumable state, see ``train_state.py``; no pickle anywhere), ``out_dir/best`` when ``best_metric``
@@ -325,12 +327,12 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
     if previous is not None:
         changes = _config_changes(previous, cfg)
         if changes and main:
-            print(f"resuming from {previous} with a changed config: {'; '.join(changes)}")
+            print(f"resuming from {previous} with a changed config: {'; '.join(changes)}", file=sys.stderr)
         trainer = ts.read_state(previous, model, optimizer.optimizer, acc.process_index)
         step, best, best_step = int(trainer["step"]), trainer.get("best"), trainer.get("best_step")
         resumed = step
         if main:
-            print(f"resumed from {previous} at step {step}/{cfg.steps}")
+            print(f"resumed from {previous} at step {step}/{cfg.steps}", file=sys.stderr)
     log = MetricsLog(out, step, main)
 
     def save_to(name: str, extra: dict, rng: tuple | None = None) -> Path:
