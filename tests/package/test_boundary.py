@@ -34,6 +34,12 @@ def test_training_from_a_frame_cache_needs_no_video_decoder():
         "    if importlib.util.find_spec(m.rsplit('.', 1)[0]) is not None and importlib.util.find_spec(m) is not None:\n"
         "        importlib.import_module(m)\n"
         "from gr00t_rlhf_train.data import FrameCache  # noqa: F401\n"
+        "from gr00t_rlhf_train.cli import main\n"
+        "for argv in (['train', 'reward', '--help'], ['train', 'sft', '--help'], ['eval', 'reward', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, (argv, e.code)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -10,7 +10,6 @@ import warnings
 import numpy as np
 
 from gr00t_rlhf_train.data.errors import DatasetError, DatasetQuirkWarning
-from gr00t_rlhf_train.data.validate import validate
 
 
 def register(subparsers) -> None:
@@ -65,6 +64,8 @@ def summary(ds) -> list[str]:
 
 def _report(path: str, with_summary: bool, decode: bool) -> int:
     try:
+        from gr00t_rlhf_train.data.validate import validate  # the reader needs PyAV: only where it is used
+
         rep = validate(path, decode=decode)
     except Exception as e:  # noqa: BLE001 - last resort: one line, never a traceback (a reader bug)
         print(f"error: {path}: unexpected {type(e).__name__} while reading: {' '.join(str(e).split())}", file=sys.stderr)

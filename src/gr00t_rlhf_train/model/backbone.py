@@ -123,7 +123,8 @@ class EagleBackbone(nn.Module):
             if n_slots != n_tokens:
                 raise ValueError(f"the prompts hold {n_slots} <IMG_CONTEXT> tokens but the {images.shape[0]} images "
                                  f"give {n_tokens} image tokens ({images.shape[1]} each)")
-        embeds = embeds.masked_scatter(slots.unsqueeze(-1), images.reshape(-1, images.shape[-1]))
+        # under autocast the image tokens come out in the autocast dtype (bf16), the embeddings in the weights'
+        embeds = embeds.masked_scatter(slots.unsqueeze(-1), images.reshape(-1, images.shape[-1]).to(embeds.dtype))
         mask = causal_padding_mask(attention_mask) if graph_safe else attention_mask
         hidden = self.model.language_model.model(
             inputs_embeds=embeds, attention_mask=mask, use_cache=False,
