@@ -288,25 +288,6 @@ def set_tuning(model, cfg: SFTConfig) -> dict[str, int]:
     return counts
 
 
-def autocast_embeddings(model) -> None:
-    """Under autocast, give the LLM's token embeddings the autocast dtype.
-
-    An embedding lookup is not an autocast op, so under bf16 autocast the prompt embeddings stay fp32
-    while the image tokens (from ``mlp1``, a Linear) come out bf16, and the backbone's masked_scatter
-    of one into the other refuses mixed dtypes. This hook casts the lookup's output (the trainable
-    weights stay fp32); without autocast it does nothing. Not needed once the backbone casts the image
-    tokens to the embeddings' dtype itself."""
-    import torch
-
-    def hook(module, inputs, output):
-        kind = output.device.type
-        if torch.is_autocast_enabled(kind):
-            return output.to(torch.get_autocast_dtype(kind))
-        return output
-
-    model.backbone.model.language_model.model.embed_tokens.register_forward_hook(hook)
-
-
 def merged_state(model) -> dict:
     """state_dict with LoRA adapters folded into their base weights (plain Gr00tN1 keys)."""
     import torch
@@ -395,7 +376,6 @@ def run_sft(cfg: SFTConfig, progress: bool = True) -> SFTSummary:
     val_ds = torch.utils.data.ConcatDataset(val_parts) if val_parts else []
     model = policy.model
     counts = set_tuning(model, cfg)
-    autocast_embeddings(model)
 
     episodes = {str(c.path): {"train": tr, "val": va, "holdout": te} for c, tr, va, te in zip(caches, trains, vals, tests)}
     extra = {"sft": cfg.to_dict() | {"episodes": episodes, "trainable": counts}}

@@ -206,3 +206,11 @@ def test_sft_on_a_slice_of_a_seed_dataset(datasets_dir, tmp_path):
     assert policy.processor.modality.state == {"left_wheel": 1, "right_wheel": 1, "acceleration": 1}
     chunk = policy.get_action(observation(), seed=0)["action.wheel_commands"]
     assert chunk.shape == (16, 2) and np.isfinite(chunk).all()
+
+
+def test_bf16_autocast_trains(cache, tmp_path):
+    """bf16 (what a GPU run uses): image tokens and prompt embeddings meet in one dtype in the backbone."""
+    out = tmp_path / "bf16"
+    s = run_sft(config(cache, out, train=dict(steps=2, eval_every=0, save_every=2, precision="bf16")), progress=False)
+    assert s.steps == 2
+    assert all(np.isfinite(r["train/loss"]) for r in metrics(out) if "train/loss" in r)
