@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gr00t_rlhf_train.data.cache import FrameCache, build_cache, directory_bytes, parse_episodes
-from gr00t_rlhf_train.data.samples import RewardClips, collate
+from gr00t_rlhf_train.data.samples import RewardClips, collate, worker_context
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = Path(os.environ.get("GR00T_RLHF_DATASETS", REPO.parent / "shared" / "datasets")) / "Policy_Data_results_0001"
@@ -47,7 +47,8 @@ def bench_build(root: Path, out: Path, size: int, episodes) -> Path:
 def bench_loader(cache: FrameCache, workers: int, horizon: int, batches: int, batch_size: int = 64) -> None:
     ds = RewardClips(cache, horizon=horizon)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=collate,
-                        generator=torch.Generator().manual_seed(0), persistent_workers=False)
+                        generator=torch.Generator().manual_seed(0), persistent_workers=False,
+                        multiprocessing_context=worker_context(workers))
     it = iter(loader)
     next(it)  # warm-up: workers start, first episodes load
     t, n = time.perf_counter(), 0

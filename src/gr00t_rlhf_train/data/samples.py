@@ -172,6 +172,18 @@ class RewardClips(_CacheSamples):
         return {k: np.concatenate(v) for k, v in parts.items() if v}
 
 
+def worker_context(num_workers: int):
+    """The multiprocessing context for DataLoader workers: ``forkserver`` (where the OS has it), never a
+    plain fork of the training process. A fork copies the locks of every thread running in the parent
+    (DDS, OpenMP pools, a renderer) and a worker can hang on one forever; forkserver workers start from
+    a clean single-threaded process. None (in-process loading) for ``num_workers == 0``."""
+    if num_workers <= 0:
+        return None
+    import multiprocessing
+
+    return multiprocessing.get_context("forkserver") if "forkserver" in multiprocessing.get_all_start_methods() else None
+
+
 def split_episodes(cache_or_n, holdout: Sequence[int], val_fraction: float = 0.1, seed: int = 0,
                    strata: dict | None = None) -> tuple[list[int], list[int], list[int]]:
     """-> (train, val, test) episode lists, each sorted.

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gr00t_rlhf_train.data.samples import worker_context
+
 from . import train_state as ts
 
 SCHEDULES = ("cosine", "constant")
@@ -200,6 +202,7 @@ def micro_batches(dataset, cfg: TrainConfig, start: int, rank: int, world: int,
         g = torch.Generator().manual_seed(cfg.seed * 7_919 + epoch * 104_729 + offset)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn,
                                              num_workers=cfg.num_workers, generator=g,
+                                             multiprocessing_context=worker_context(cfg.num_workers),
                                              persistent_workers=False, pin_memory=False)
         yield from loader
         epoch, offset = epoch + 1, 0

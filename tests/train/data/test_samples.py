@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 
 from gr00t_rlhf_train.data.cache import FrameCache, build_cache
 from gr00t_rlhf_train.data.samples import (INSTRUCTION, PolicySamples, RewardClips, collate, decode_batch,
-                                           model_inputs, split_episodes)
+                                           model_inputs, split_episodes, worker_context)
 from synth_dataset import make_dataset
 
 pytestmark = pytest.mark.filterwarnings("ignore::gr00t_rlhf_train.data.DatasetQuirkWarning")
@@ -90,7 +90,7 @@ def test_split_is_deterministic_and_keeps_the_holdout_out(cache):
 
 def test_dataloader_with_two_workers_matches_in_process(cache):
     ds = RewardClips(cache, horizon=2)
-    loader = DataLoader(ds, batch_size=8, num_workers=2, collate_fn=collate)
+    loader = DataLoader(ds, batch_size=8, num_workers=2, collate_fn=collate, multiprocessing_context=worker_context(2))
     batches = list(loader)
     assert [len(b["row"]) for b in batches] == [8, 8, 1]
     b = batches[0]
