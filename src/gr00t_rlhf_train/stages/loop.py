@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -308,6 +309,11 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
     t0 = time.time()
     out = Path(cfg.out_dir)
     _reject_existing(out, cfg)
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # one process: a second train() in it (a notebook, the tests) may use another precision; accelerate
+        # keeps the first one's state process-wide and would refuse (its own tests reset it the same way)
+        from accelerate.state import AcceleratorState
+        AcceleratorState._reset_state()
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                       cpu=cfg.cpu, kwargs_handlers=[DistributedDataParallelKwargs(
                           find_unused_parameters=cfg.find_unused_parameters)])
