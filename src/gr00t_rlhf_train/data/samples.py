@@ -65,6 +65,20 @@ class _CacheSamples(Dataset):
             n = self.cache.rows(e)
             self._rows[e] = self.cache.episode(e).grid_rows(self.cache.fps) if rows == "frames" else np.arange(n)
 
+    def _index_rows(self, stride: int = 1) -> None:
+        """The samples: (episode, position in its sample rows) for every ``stride``-th row."""
+        self._index = np.array([(e, k) for e in self.episodes for k in range(0, len(self._rows[e]), stride)],
+                               np.int64)  # [N, 2]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _locate(self, i: int) -> tuple[int, CachedEpisode, np.ndarray, int, int]:
+        """Sample ``i`` -> (episode, its cached episode, its sample rows, position k, dataset row t)."""
+        e, k = (int(v) for v in self._index[i])
+        seq = self._rows[e]
+        return e, self.cache.episode(e), seq, k, int(seq[k])
+
     def _seq(self, e: int) -> tuple[CachedEpisode, np.ndarray]:
         return self.cache.episode(e), self._rows[e]
 
@@ -86,15 +100,10 @@ class PolicySamples(_CacheSamples):
             raise ValueError(f"action_horizon={action_horizon!r}: must be a positive integer")
         super().__init__(cache, episodes, rows, decode)
         self.action_horizon = action_horizon
-        self._index = np.array([(e, k) for e in self.episodes for k in range(len(self._rows[e]))], np.int64)  # [N, 2]
-
-    def __len__(self) -> int:
-        return len(self._index)
+        self._index_rows()
 
     def __getitem__(self, i: int) -> dict:
-        e, k = (int(v) for v in self._index[i])
-        ep, seq = self._seq(e)
-        t = seq[k]
+        e, ep, seq, k, t = self._locate(i)
         chunk = seq[np.minimum(np.arange(k, k + self.action_horizon), len(seq) - 1)]  # [horizon] rows, last repeated
         out = {self.video_key: self._video(ep, np.array([t]))}  # [1, H, W, 3]
         out.update(self._states(ep, np.array([t])))  # each [1, dim]
@@ -130,16 +139,10 @@ class RewardClips(_CacheSamples):
             raise ValueError(f"target='reward': the cache {self.cache.path} has no next.reward column")
         if target == "feedback" and (first.feedback is None or self.cache.vocabulary is None):
             raise ValueError(f"target='feedback': the cache {self.cache.path} has no feedback column or vocabulary")
-        self._index = np.array([(e, k) for e in self.episodes for k in range(0, len(self._rows[e]), stride)],
-                               np.int64)  # [N, 2]
-
-    def __len__(self) -> int:
-        return len(self._index)
+        self._index_rows(stride)
 
     def __getitem__(self, i: int) -> dict:
-        e, k = (int(v) for v in self._index[i])
-        ep, seq = self._seq(e)
-        t = seq[k]
+        e, ep, seq, k, t = self._locate(i)
         clip = seq[np.maximum(np.arange(k - self.horizon + 1, k + 1), 0)]  # [H] rows, the first repeated
         out = {self.video_key: self._video(ep, clip)}  # [H, h, w, 3]
         out.update(self._states(ep, clip))  # each [H, dim]
