@@ -162,6 +162,11 @@ def _quirks(stack: ExitStack, data: str) -> None:
     stack.callback(report)
 
 
+def _print_written(result: dict) -> None:
+    print(f"{result['samples']} samples in {result['seconds']:.1f} s; wrote "
+          + ", ".join(str(p) for p in result["files"].values()))
+
+
 def cmd_reward(args: argparse.Namespace) -> int:
     from .common import resolve_device
     from .reward import baseline_data, evaluate_reward, reward_checkpoint_meta, training_settings
@@ -186,8 +191,7 @@ def cmd_reward(args: argparse.Namespace) -> int:
             return _fail(e)
     if result["metrics"]:
         print("\n".join(reward_table(result["metrics"])))
-    print(f"{result['samples']} samples in {result['seconds']:.1f} s; wrote "
-          + ", ".join(str(p) for p in result["files"].values()))
+    _print_written(result)
     return 0
 
 
@@ -219,8 +223,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
     imp = m["improvement"]
     print(f"improvement over the baseline: {'-' if imp is None else f'{100 * imp:.1f} %'} (first action); "
           f"baseline mean from {m['baseline_mean.source']}")
-    print(f"{result['samples']} samples in {result['seconds']:.1f} s; wrote "
-          + ", ".join(str(p) for p in result["files"].values()))
+    _print_written(result)
     return 0
 
 
