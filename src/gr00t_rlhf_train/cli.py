@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "gr00t_rlhf_train.model.cli",
     "gr00t_rlhf_train.stages.cli",    # train sft | reward
     "gr00t_rlhf_train.eval.cli",      # eval reward | policy
+    "gr00t_rlhf_train.inference.cli", # serve policy | reward (remote inference)
 )
 
 
