@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 PACKAGE = "gr00t_rlhf_ros"
 
 # executable = node name = module gr00t_rlhf_ros.nodes.<name> = params-file root key
-NODES = ["sim_node", "expert_node", "recorder_node", "feedback_node"]
+NODES = ["sim_node", "expert_node", "recorder_node", "feedback_node", "policy_node", "reward_node"]
 
 setup(
     name=PACKAGE,
@@ -17,7 +17,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
