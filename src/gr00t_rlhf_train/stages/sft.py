@@ -40,7 +40,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .loop import TrainConfig
 
-PRESETS = ("tiny", "gr00t-n1-2b")
+PRESETS = ("tiny", "small", "gr00t-n1-2b")
 LLM_LORA_TARGETS = r".*language_model\.model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)"
 VISION_LORA_TARGETS = r".*vision_model\.vision_model\.encoder\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|out_proj)"
 

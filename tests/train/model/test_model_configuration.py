@@ -103,3 +103,12 @@ def test_config_errors_name_the_field():
         VisionConfig(image_size=100, patch_size=14)
     with pytest.raises(ConfigError, match="unknown model preset"):
         preset("gr00t-n9")
+
+
+def test_small_preset_is_sized_for_the_seed_data():
+    cfg = preset("small")
+    assert cfg.backbone.vision.image_size == 84 and cfg.backbone.project_to_dim == 128
+    with torch.device("meta"):
+        model = Gr00tN1(cfg)
+    n = sum(p.numel() for p in model.parameters())
+    assert 3_000_000 < n < 8_000_000
