@@ -1,0 +1,208 @@
+"""Best-of-N: sample N action chunks in one batched call and execute the one the reward model likes best.
+
+What is scored. The reward model (trained with ``train reward --action-horizon K``) scores a clip of
+its H frames + states + the instruction + K actions. For candidate chunk i the clip is:
+
+* frames and states: the last H observations this runtime was given, spaced 1 / ``frame_rate`` s apart
+  (the reward model's training fps) by the observations' ``stamp`` (seconds; the arrival time on the
+  runtime's monotonic clock when absent): for each target time now - j / frame_rate (j = H-1 .. 0)
+  the newest observation at or before it (half a frame period of slack); when the history is shorter,
+  the oldest observation repeats — as training repeats an episode's first row. The history is emptied
+  when the instruction changes, the time goes backwards or the frame size changes (a new episode);
+* actions: the first K actions of candidate i (robot units, normalised with the reward checkpoint's
+  action statistics), i.e. what the robot would do from now on — the reward model's verdict on
+  "this observation history, followed by these actions".
+
+How. The observation is the same for all N candidates, so the policy's backbone runs once and its
+features are repeated N times for the flow-matching head, which integrates N independent noise draws
+in one batch (the same chunks as the policy on the observation repeated N times with that noise;
+a test checks it). Likewise the reward model's backbone runs once on the H frames and its head scores
+the N candidates in one batch. On CUDA both calls replay CUDA graphs (one per N and prompt length).
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+import torch
+
+from .api import STAMP_KEY, InferenceError, one_line
+
+GRAPH_INPUTS = ("input_ids", "attention_mask", "pixel_values", "state", "embodiment_id")
+
+
+def check_best_of_n_args(num_candidates, reward_model) -> int:
+    """-> N; InferenceError for N < 1 or N > 1 without a reward model."""
+    if isinstance(num_candidates, bool) or not isinstance(num_candidates, (int, np.integer)) or num_candidates < 1:
+        raise InferenceError(f"num_candidates = {num_candidates!r}: must be a positive integer")
+    if num_candidates > 1 and (reward_model is None or reward_model == ""):
+        raise InferenceError(f"num_candidates = {num_candidates}: best-of-N needs a reward model that takes actions "
+                             "(train reward --action-horizon K); reward_model is empty")
+    return int(num_candidates)
+
+
+class ClipHistory:
+    """The recent observations of one robot, for the reward clip of best-of-N (see the module docstring)."""
+
+    def __init__(self, horizon: int, frame_rate: float, max_len: int | None = None):
+        self.horizon, self.period = int(horizon), 1.0 / float(frame_rate)
+        self.entries: deque = deque(maxlen=max_len or 4 * self.horizon + 8)
+
+    def add(self, obs: dict, language_key: str, video_keys: list) -> None:
+        stamp = obs.get(STAMP_KEY)
+        stamp = time.monotonic() if stamp is None else float(stamp)
+        if self.entries:
+            last_stamp, last = self.entries[-1]
+            if (stamp < last_stamp or last[language_key] != obs[language_key]
+                    or any(last[k].shape != obs[k].shape for k in video_keys)):
+                self.entries.clear()                                   # a new episode
+            elif stamp == last_stamp:
+                self.entries.pop()                                     # the same instant: keep the newer data
+        self.entries.append((stamp, obs))
+        span = (self.horizon + 1) * self.period                        # drop what no clip can use any more
+        while len(self.entries) > 1 and self.entries[1][0] <= stamp - span:
+            self.entries.popleft()
+
+    def clip(self) -> list[dict]:
+        """-> the H observations of the clip, oldest first (the newest is the last one added)."""
+        if not self.entries:
+            raise InferenceError("best-of-N: no observation in the history")
+        now = self.entries[-1][0]
+        stamps = [s for s, _ in self.entries]
+        out = []
+        for j in range(self.horizon - 1, -1, -1):
+            target = now - j * self.period + 0.5 * self.period
+            i = int(np.searchsorted(stamps, target, side="right")) - 1  # newest at or before the target
+            out.append(self.entries[max(i, 0)][1])
+        return out
+
+
+class BestOfN:
+    """N candidates from one batched policy call, scored by the reward model in one batched call."""
+
+    def __init__(self, policy, reward, num_candidates: int, cuda_graphs: bool = False, reward_source: str = ""):
+        from gr00t_rlhf_train.model.cuda_graph import GraphedFunction
+
+        n = check_best_of_n_args(num_candidates, reward)
+        if reward.action_horizon <= 0:
+            raise InferenceError(f"best-of-N needs a reward model that takes actions (train reward --action-horizon K); "
+                                 f"{reward_source or reward.source or 'the reward model'} has none")
+        spec_p, spec_r = policy.processor.modality, reward.model.processor.modality
+        if spec_p.action != spec_r.action:
+            raise InferenceError(f"best-of-N: the reward model's actions {spec_r.action} differ from the policy's "
+                                 f"{spec_p.action}")
+        keys_p = {f"video.{v}" for v in spec_p.video} | {f"state.{k}" for k in spec_p.state}
+        missing = sorted(({*reward.spec.video_keys} | {k for k, _ in reward.spec.state_keys}) - keys_p)
+        if missing:
+            raise InferenceError(f"best-of-N: the reward model reads {missing}, which the policy's observation lacks")
+        if reward.action_horizon > policy.config.action_head.action_horizon:
+            raise InferenceError(f"best-of-N: the reward model reads {reward.action_horizon} actions, the policy's "
+                                 f"chunk has {policy.config.action_head.action_horizon}")
+        self.policy, self.reward, self.n = policy, reward, n
+        self.history = ClipHistory(reward.horizon, reward.frame_rate)
+        self._sample = GraphedFunction(self._sample_body) if cuda_graphs else None
+        self._score = GraphedFunction(self._score_body) if cuda_graphs else None
+
+    # -- the two batched calls (also the bodies of their CUDA graphs) -----------------------------
+    def _sample_body(self, inputs: dict, num_steps: int) -> torch.Tensor:
+        """Backbone once on the observation [1, ...], the flow head on N noise draws -> [N, T, A]."""
+        model = self.policy.model
+        noise = inputs["noise"]                                                         # [N, T, A]
+        n = noise.shape[0]
+        feats = model.backbone(inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"],
+                               self._sample is not None)                               # [1, L, D]
+        feats = feats.expand(n, -1, -1)                                                 # [N, L, D]
+        mask = inputs["attention_mask"].expand(n, -1)                                   # [N, L]
+        state = inputs["state"].to(feats.dtype).expand(n, -1, -1)                       # [N, 1, S]
+        emb = inputs["embodiment_id"].expand(n)                                         # [N]
+        return model.action_head.sample(feats, mask, state, emb, num_steps=num_steps, noise=noise)
+
+    def _score_body(self, inputs: dict) -> list[torch.Tensor]:
+        """Reward backbone once on the H frames, the head on N action sets -> rewards [N] per refinement step."""
+        rm = self.reward.model
+        actions = inputs["actions"]                                                     # [N, K, A]
+        n = actions.shape[0]
+        feats = rm.features(inputs, graph_safe=self._score is not None)                 # [H, L, D]
+        h = feats.shape[0]
+        feats = feats[None].expand(n, *feats.shape)                                     # [N, H, L, D]
+        mask = inputs["attention_mask"].reshape(1, h, -1).expand(n, -1, -1)            # [N, H, L]
+        state = inputs["state"].expand(n, -1, -1)                                       # [N, H, S]
+        emb = inputs["embodiment_id"].expand(n)                                         # [N]
+        return rm.head(feats, mask, state, emb, actions)
+
+    @torch.no_grad()
+    def sample(self, obs: dict, seed: int | None) -> np.ndarray:
+        """-> N candidate chunks [N, T, A] float32 in robot units."""
+        policy = self.policy
+        batch = policy.prepare(obs)
+        head = policy.model.action_head
+        generator = torch.Generator(device=policy.device).manual_seed(seed) if seed is not None else None
+        noise = head.initial_noise(self.n, policy.device, policy.model.backbone.linear.weight.dtype, generator)
+        inputs = {k: batch[k] for k in GRAPH_INPUTS} | {"noise": noise}
+        steps = head.config.num_inference_steps
+        if self._sample is None:
+            normalised = self._sample_body(inputs, steps)
+        else:
+            from gr00t_rlhf_train.model.cuda_graph import weights_guard
+            policy.model.eval()
+            normalised = self._sample(inputs, guard=weights_guard(policy.model), num_steps=steps)
+        out = policy.processor.decode_actions(normalised)                               # robot units
+        return np.concatenate([out[f"action.{k}"] for k in policy.processor.modality.action], -1).astype(np.float32)
+
+    def reward_clip(self, history: ClipHistory, spec) -> dict:
+        """The clip of the last H observations (without actions), as the reward model's prepare takes it."""
+        frames = history.clip()
+        clip = {k: np.stack([f[k] for f in frames]) for k in spec.video_keys}
+        clip.update({k: np.stack([f[k] for f in frames]) for k, _ in spec.state_keys})
+        clip[spec.language_key] = frames[-1][spec.language_key]
+        return clip
+
+    def normalised_actions(self, candidates: np.ndarray) -> torch.Tensor:
+        """Robot-unit chunks [N, T, A] -> the first K actions normalised with the reward model's statistics and
+        zero-padded to the model's action width: [N, K, A_max] (what the reward head reads)."""
+        rm = self.reward.model
+        k = self.reward.action_horizon
+        a = rm.processor.normalize_group(candidates[:, :k].astype(np.float64), "action")  # [N, K, A]
+        width = rm.config.action_head.action_dim
+        out = torch.zeros(a.shape[0], k, width)
+        out[..., :a.shape[-1]] = torch.from_numpy(a).float()
+        dev = next(rm.parameters()).device
+        return out.to(dev, next(rm.head.parameters()).dtype)
+
+    @torch.no_grad()
+    def score(self, clip: dict, candidates: np.ndarray) -> np.ndarray:
+        """The clip (H frames, no actions) + each candidate's first K actions -> scores [N] on the target's scale."""
+        rm = self.reward.model
+        first = clip | {"actions": candidates[0, :self.reward.action_horizon]}
+        batch = rm.prepare(first)                                                         # frames of one clip
+        inputs = {k: batch[k] for k in GRAPH_INPUTS} | {"actions": self.normalised_actions(candidates)}
+        if self._score is None:
+            rm.eval()
+            raw = self._score_body(inputs)
+        else:
+            from gr00t_rlhf_train.model.cuda_graph import weights_guard
+            rm.eval()
+            raw = self._score(inputs, guard=weights_guard(rm))
+        return rm.head_config.to_reward(raw[-1].float()).cpu().numpy().astype(np.float32)
+
+    def act(self, obs: dict, seed: int | None, history: ClipHistory | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+        """-> (the chosen chunk [T, A], the N scores, the chosen index)."""
+        history = history if history is not None else self.history
+        spec = self.reward.spec
+        history.add({k: v for k, v in obs.items()}, spec.language_key, spec.video_keys)
+        policy_obs = {k: v for k, v in obs.items() if k != STAMP_KEY}
+        candidates = self.sample(policy_obs, seed)                                       # [N, T, A]
+        try:
+            scores = self.score(self.reward_clip(history, spec), candidates)             # [N]
+        except InferenceError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise InferenceError(f"reward model {self.reward.source or 'in memory'}: {one_line(e)}") from None
+        if not np.isfinite(scores).all():
+            raise InferenceError(f"reward model {self.reward.source or 'in memory'}: non-finite candidate scores")
+        chosen = int(np.argmax(scores))
+        return candidates[chosen], scores, chosen
+
+    def new_history(self) -> ClipHistory:
+        return ClipHistory(self.reward.horizon, self.reward.frame_rate)

@@ -1,0 +1,314 @@
+"""Local inference runtimes: the policy (optionally best-of-N) and the reward model in this process.
+
+    runtime = open_policy("runs/sft/best", device="auto")        # or a preset ("tiny"), or "tcp://host:5555"
+    chunk = runtime.act({"video.ego_view": rgb, "state.left_wheel": [0.3], ..., spec.language_key: "Find Blue cube"})
+    chunk.actions                                                 # [16, 2] float32 rad/s
+
+    reward = open_reward("runs/reward/best")
+    r = reward.score({"video.ego_view": frames_Hx.., "state.left_wheel": [[..]] * H, ..., language_key: "..."})
+
+Device ``"auto"`` is CUDA when available. On CUDA the model runs in bfloat16 and replays CUDA graphs
+(the fast path of ``model/cuda_graph.py``; ``cuda_graphs=False`` runs eagerly); on a CPU it runs in
+float32. Observations are checked before the model sees them (``api.check_observation``): a missing
+key, a wrong dtype or shape, a non-finite state raise ``InferenceError`` naming the key.
+
+Thread-safety: a runtime is NOT thread-safe. Use each one from a single thread (a node's inference
+worker); CUDA graphs are captured and replayed on that thread's stream.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .api import (STAMP_KEY, Chunk, InferenceError, InferenceTimeout, ObservationSpec, check_clip,
+                  check_observation, one_line)
+
+LANGUAGE_KEY = "annotation.human.action.task_description"
+# frame rate assumed for a reward checkpoint that does not record its training data's fps
+# (extra.reward_training.fps): 10 Hz, the contract's dataset fps
+DEFAULT_FRAME_RATE = 10.0
+REMOTE_PREFIX = "tcp://"
+
+__all__ = ["LocalPolicy", "LocalReward", "open_policy", "open_reward", "Chunk", "ObservationSpec",
+           "InferenceError", "InferenceTimeout"]
+
+
+# -- devices and sources ------------------------------------------------------------------------
+def resolve_device(device: str = "auto"):
+    """"auto" -> cuda when available, else cpu; -> (torch.device, dtype): bfloat16 on CUDA, float32 on a CPU."""
+    import torch
+
+    if device in (None, "", "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InferenceError(f"device {device!r}: {one_line(e)} (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InferenceError(f"device {device!r}: CUDA is not available on this machine (use auto or cpu)")
+    if dev.type not in ("cpu", "cuda"):
+        raise InferenceError(f"device {device!r}: only cpu and cuda are supported")
+    return dev, (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+
+
+def _is_preset(source: str) -> bool:
+    from gr00t_rlhf_train.model.configuration import PRESETS
+    return source in PRESETS
+
+
+def _checkpoint_meta(path: Path) -> dict:
+    """Our checkpoint's gr00t_rlhf.json (an empty dict for an official directory)."""
+    from gr00t_rlhf_train.model.checkpoint import CONFIG_NAME, read_meta
+    return read_meta(path) if (path / CONFIG_NAME).is_file() else {}
+
+
+def load_policy_model(source: str, device="auto", tokenizer=None):
+    """A preset name (random weights, built directly on the device) or a checkpoint directory (ours or
+    official) -> (Gr00tPolicy in eval mode on the device, checkpoint metadata). InferenceError otherwise."""
+    import torch
+
+    from gr00t_rlhf_train.model.policy import Gr00tPolicy
+
+    dev, dtype = resolve_device(device)
+    source = str(source)
+    try:
+        if _is_preset(source):
+            with torch.device(dev):
+                policy = Gr00tPolicy.from_config(source, tokenizer=tokenizer or "tiny")
+            policy.to(dtype=dtype)
+            meta: dict = {}
+        else:
+            path = Path(source)
+            if not path.is_dir():
+                from gr00t_rlhf_train.model.configuration import PRESETS
+                raise InferenceError(f"neither a checkpoint directory nor a preset ({', '.join(sorted(PRESETS))}) "
+                                     "nor tcp://HOST:PORT")
+            meta = _checkpoint_meta(path)
+            policy = Gr00tPolicy.from_pretrained(path, tokenizer=tokenizer, device=dev, dtype=dtype)
+    except InferenceError as e:
+        raise InferenceError(f"policy {source!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any load failure is a one-line refusal naming the source
+        raise InferenceError(f"policy {source!r}: {one_line(e)}") from None
+    policy.model.eval()
+    return policy, meta
+
+
+def load_reward_model(source: str, device="auto", tokenizer=None):
+    """A reward checkpoint directory -> (RewardModel in eval mode on the device, metadata)."""
+    from gr00t_rlhf_train.model.reward_model import RewardModel
+
+    dev, dtype = resolve_device(device)
+    source = str(source)
+    path = Path(source)
+    try:
+        if not path.is_dir():
+            raise InferenceError("not a reward-model checkpoint directory (nor tcp://HOST:PORT)")
+        meta = _checkpoint_meta(path)
+        if meta and meta.get("kind") != "reward_model":
+            raise InferenceError(f"a {meta.get('kind')!r} checkpoint, not a reward model")
+        rm = RewardModel.from_pretrained(path, tokenizer=tokenizer, device=dev, dtype=dtype)
+    except InferenceError as e:
+        raise InferenceError(f"reward model {source!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001
+        raise InferenceError(f"reward model {source!r}: {one_line(e)}") from None
+    rm.eval()
+    return rm, meta
+
+
+def spec_from_processor(processor, image_size=None) -> ObservationSpec:
+    """The ObservationSpec of a Gr00tProcessor (its modality config and the model's chunk horizon)."""
+    m = processor.modality
+    return ObservationSpec(video_keys=[f"video.{v}" for v in m.video], image_size=image_size,
+                           state_keys=[(f"state.{k}", d) for k, d in m.state.items()], language_key=LANGUAGE_KEY,
+                           action_horizon=processor.model_config.action_head.action_horizon, action_dim=m.action_dim)
+
+
+def _concat_actions(out: dict, processor) -> np.ndarray:
+    """{"action.<name>": [..., T, dim]} -> [..., T, A] float32 in the modality's order."""
+    parts = [np.asarray(out[f"action.{k}"]) for k in processor.modality.action]
+    return np.concatenate(parts, axis=-1).astype(np.float32)
+
+
+# -- reward ---------------------------------------------------------------------------------------
+class LocalReward:
+    """A RewardModel in this process. ``horizon`` H frames per clip, spaced at ``frame_rate`` Hz (the
+    training data's fps); ``action_horizon`` K actions per clip (0: the model takes no actions);
+    ``reward_range`` (low, high). ``score(clip) -> float``. Not thread-safe (see the module docstring)."""
+
+    def __init__(self, model, frame_rate: float = DEFAULT_FRAME_RATE, cuda_graphs: bool = True,
+                 image_size=None, source: str = ""):
+        if not (isinstance(frame_rate, (int, float)) and np.isfinite(frame_rate) and frame_rate > 0):
+            raise InferenceError(f"reward frame_rate = {frame_rate!r}: must be a positive number of Hz")
+        self.model, self.source = model, source
+        self.frame_rate = float(frame_rate)
+        self.spec = spec_from_processor(model.processor, image_size)
+        self.device = next(model.parameters()).device
+        if cuda_graphs and self.device.type == "cuda":
+            model.use_cuda_graphs()
+        self.model.eval()
+
+    @classmethod
+    def open(cls, source: str, device="auto", cuda_graphs: bool = True, tokenizer=None) -> "LocalReward":
+        model, meta = load_reward_model(source, device, tokenizer)
+        training = (meta.get("extra") or {}).get("reward_training") or {}
+        fps = training.get("fps")
+        size = training.get("image_size")
+        return cls(model, float(fps) if fps else DEFAULT_FRAME_RATE, cuda_graphs,
+                   tuple(size) if size else None, str(source))
+
+    @property
+    def horizon(self) -> int:
+        return int(self.model.head_config.horizon)
+
+    @property
+    def action_horizon(self) -> int:
+        return int(getattr(self.model.head_config, "action_horizon", 0) or 0)
+
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        lo, hi = self.model.head_config.reward_range
+        return float(lo), float(hi)
+
+    def info(self) -> dict:
+        return {"kind": "reward", "source": self.source, "device": str(self.device), "horizon": self.horizon,
+                "frame_rate": self.frame_rate, "action_horizon": self.action_horizon,
+                "reward_range": list(self.reward_range), "spec": self.spec.to_dict()}
+
+    def check(self, clip) -> dict:
+        return check_clip(self.spec, clip, self.horizon, self.action_horizon)
+
+    def score(self, clip: dict) -> float:
+        """Reward of one clip on the target's scale (InferenceError for a bad clip or a model failure)."""
+        clean = self.check(clip)
+        return self._score_one(clean)
+
+    def _score_one(self, clean: dict) -> float:
+        try:
+            value = float(self.model.score(clean))
+        except InferenceError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise InferenceError(f"reward model {self.source or 'in memory'}: {one_line(e)}") from None
+        if not np.isfinite(value):
+            raise InferenceError(f"reward model {self.source or 'in memory'}: non-finite score {value}")
+        return value
+
+    def score_batch(self, clips: dict) -> np.ndarray:
+        """A batch of B clips (frames [B, H, h, w, 3], states [B, H, dim], B instructions, actions [B, K, A])
+        -> scores [B] in one model call (used by best-of-N; the clips are not re-checked here)."""
+        try:
+            out = np.asarray(self.model.score(clips), dtype=np.float32).reshape(-1)
+        except Exception as e:  # noqa: BLE001
+            raise InferenceError(f"reward model {self.source or 'in memory'}: {one_line(e)}") from None
+        return out
+
+    def close(self) -> None:
+        self.model = None
+
+
+# -- policy ---------------------------------------------------------------------------------------
+class LocalPolicy:
+    """A Gr00tPolicy in this process; with ``num_candidates`` N > 1 and an action-conditioned reward
+    model, best-of-N (see best_of_n.py). ``act(observation, seed=None) -> Chunk``. Not thread-safe."""
+
+    def __init__(self, policy, reward: LocalReward | None = None, num_candidates: int = 1,
+                 cuda_graphs: bool = True, image_size=None, source: str = "", reward_source: str = ""):
+        if isinstance(num_candidates, bool) or not isinstance(num_candidates, (int, np.integer)) or num_candidates < 1:
+            raise InferenceError(f"num_candidates = {num_candidates!r}: must be a positive integer")
+        self.policy, self.source = policy, source
+        self.num_candidates = int(num_candidates)
+        self.spec = spec_from_processor(policy.processor, image_size)
+        self.device = policy.device
+        self.cuda_graphs = bool(cuda_graphs and self.device.type == "cuda")
+        self.best_of_n = None
+        if self.num_candidates > 1:
+            from .best_of_n import BestOfN
+            self.best_of_n = BestOfN(policy, reward, self.num_candidates, self.cuda_graphs,
+                                     reward_source=reward_source or getattr(reward, "source", ""))
+        elif self.cuda_graphs:
+            policy.use_cuda_graphs()
+        self.reward = reward
+
+    @classmethod
+    def open(cls, source: str, reward_model=None, num_candidates: int = 1, device="auto",
+             cuda_graphs: bool = True, tokenizer=None) -> "LocalPolicy":
+        """Load the policy (and, for N > 1, the reward model) onto one device."""
+        from .best_of_n import check_best_of_n_args
+
+        n = check_best_of_n_args(num_candidates, reward_model)
+        policy, meta = load_policy_model(source, device, tokenizer)
+        reward = None
+        if n > 1:
+            reward = reward_model if isinstance(reward_model, LocalReward) else \
+                LocalReward.open(str(reward_model), device=str(policy.device), cuda_graphs=cuda_graphs,
+                                 tokenizer=tokenizer)
+        return cls(policy, reward, n, cuda_graphs, None, str(source), getattr(reward, "source", ""))
+
+    def info(self) -> dict:
+        return {"kind": "policy", "source": self.source, "device": str(self.device),
+                "dtype": str(self.policy.dtype).replace("torch.", ""), "cuda_graphs": self.cuda_graphs,
+                "num_candidates": self.num_candidates,
+                "reward_model": self.reward.source if self.reward is not None else "",
+                "spec": self.spec.to_dict()}
+
+    def act(self, observation: dict, seed: int | None = None) -> Chunk:
+        """Observation -> the chunk to execute (InferenceError for a bad observation or a model failure)."""
+        return self.act_with_history(observation, seed, None)
+
+    def act_with_history(self, observation: dict, seed: int | None, history) -> Chunk:
+        """``act`` with the best-of-N clip history given by the caller (a server keeps one per client);
+        None: the runtime's own."""
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise InferenceError(f"seed = {seed!r}: must be a non-negative integer or None")
+        clean = check_observation(self.spec, observation)
+        t0 = time.perf_counter()
+        try:
+            if self.best_of_n is not None:
+                actions, scores, chosen = self.best_of_n.act(clean, seed, history)
+            else:
+                obs = {k: v for k, v in clean.items() if k != STAMP_KEY}
+                actions = _concat_actions(self.policy.get_action(obs, seed=seed), self.policy.processor)
+                scores, chosen = None, 0
+        except InferenceError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a model failure is one line, the caller zeroes the wheels
+            raise InferenceError(f"policy {self.source or 'in memory'}: {one_line(e)}") from None
+        model_s = time.perf_counter() - t0
+        if not np.isfinite(actions).all():
+            raise InferenceError(f"policy {self.source or 'in memory'}: non-finite actions in the chunk")
+        return Chunk(actions=actions, scores=scores, chosen=int(chosen), model_s=model_s)
+
+    def close(self) -> None:
+        if self.reward is not None:
+            self.reward.close()
+        self.policy = self.best_of_n = self.reward = None
+
+
+# -- entry points ---------------------------------------------------------------------------------
+def open_policy(source: str, reward_model=None, num_candidates: int = 1, device: str = "auto",
+                cuda_graphs: bool = True, timeout_s: float = 1.0, tokenizer=None, connect_timeout_s: float = 10.0):
+    """A policy runtime: ``source`` is our checkpoint directory, an official GR00T N1 directory, a preset
+    name (random weights) or ``tcp://HOST:PORT`` (a ``gr00t-rlhf serve policy`` server). ``reward_model``
+    and ``num_candidates`` > 1 turn on best-of-N (the reward model is loaded only then). A remote runtime
+    does best-of-N on the server (started with ``--num-candidates N --reward-model R``): there
+    ``num_candidates`` must be 1 or the server's N, and ``reward_model`` is not used. ``timeout_s``: a
+    remote request with no reply in this time raises InferenceTimeout; ``connect_timeout_s``: the wait for
+    the server's first reply at open. InferenceError with one line naming the source on any failure."""
+    source = str(source)
+    if source.startswith(REMOTE_PREFIX):
+        from .client import RemotePolicy
+        return RemotePolicy(source, num_candidates=num_candidates, timeout_s=timeout_s,
+                            connect_timeout_s=connect_timeout_s)
+    return LocalPolicy.open(source, reward_model, num_candidates, device, cuda_graphs, tokenizer)
+
+
+def open_reward(source: str, device: str = "auto", cuda_graphs: bool = True, timeout_s: float = 1.0,
+                tokenizer=None, connect_timeout_s: float = 10.0):
+    """A reward runtime: a reward checkpoint directory or ``tcp://HOST:PORT`` (``gr00t-rlhf serve reward``)."""
+    source = str(source)
+    if source.startswith(REMOTE_PREFIX):
+        from .client import RemoteReward
+        return RemoteReward(source, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s)
+    return LocalReward.open(source, device, cuda_graphs, tokenizer)
