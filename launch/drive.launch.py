@@ -1,29 +1,40 @@
-"""Bring up the robot graph: simulated robot (default) or a real one, and its driver.
+"""Bring up the robot graph: simulated robot (default) or a real one, its driver, the live reward.
 
-    ros2 launch gr00t_rlhf_ros drive.launch.py                 # MuJoCo sim + scripted expert
+    ros2 launch gr00t_rlhf_ros drive.launch.py                 # MuJoCo sim + the demo GR00T policy + live reward
+    ros2 launch gr00t_rlhf_ros drive.launch.py policy:=runs/sft/best reward_model:=runs/reward/best num_candidates:=4
+    ros2 launch gr00t_rlhf_ros drive.launch.py driver:=expert  # the scripted expert instead
     ros2 launch gr00t_rlhf_ros drive.launch.py namespace:=/robot1 seed:=3   # a second robot
+    ros2 launch gr00t_rlhf_ros drive.launch.py sim:=false policy:=/models/sft reward_model:=tcp://gpu:5555
     ros2 launch gr00t_rlhf_ros drive.launch.py sim:=false driver:=none record:=$HOME/datasets/run1
-    ros2 launch gr00t_rlhf_ros drive.launch.py camera_width:=640 camera_height:=480 camera_rate:=15
     ros2 launch gr00t_rlhf_ros drive.launch.py --show-args     # every argument, with its choices
 
 The node list and the arguments come from gr00t_rlhf_ros.graph (drive_graph, LAUNCH_ARGUMENTS),
 the same description that `gr00t-rlhf drive` runs without a ROS install. Topic names are
 relative: `namespace:=` (or a PushRosNamespace around an include of this file) moves them all.
-Booleans take true/false/True/False/1/0. `sim:=false driver:=none` alone starts no node (there
-is no policy node yet): the launch says so, names the arguments that would start one, and ends.
+Booleans take true/false/True/False/1/0. `policy:=demo` (the default, simulator only) uses the
+cached demo models, making them first if missing (a few minutes, once; see docs/drive.md).
+`sim:=false driver:=none` alone starts no node: the launch says so, names the arguments that
+would start one, and ends. The video and one-line summary are `gr00t-rlhf drive`'s (use rviz
+with config/drive.rviz here).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from gr00t_rlhf_ros.graph import drive_graph, launch_arguments, nothing_to_start_hint, options_from_launch
+from gr00t_rlhf_ros.graph import (drive_graph, launch_arguments, nothing_to_start_hint, options_from_launch,
+                                  with_demo_models)
 from gr00t_rlhf_ros.paths import config_path
 
 
 def _nodes(context, recording: bool):
     values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_arguments(recording)}
     opts = options_from_launch(values, recording)   # LaunchArgumentError names the argument (sim:=...)
+    if opts.needs_demo_models:  # policy:=demo (the default): the cached demo models, made on first use
+        from gr00t_rlhf_ros.demo_models import ensure
+
+        models = ensure(root=values.get("demo_models") or None)
+        opts = with_demo_models(opts, str(models.policy), str(models.reward))
     specs = drive_graph(opts)
     if not specs:
         return [LogInfo(msg=nothing_to_start_hint("launch"))]

@@ -7,6 +7,8 @@ Nothing here imports rclpy at module level.
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
 from gr00t_rlhf_train import cli as train_cli
 
@@ -36,7 +38,8 @@ def _drive(args) -> int:
     if missing:
         print(f"gr00t-rlhf drive: {missing}", file=sys.stderr)
         return 2
-    from gr00t_rlhf_ros.graph import DriveOptionError, DriveOptions, drive_graph, nothing_to_start_hint
+    from gr00t_rlhf_ros.graph import (DriveOptionError, DriveOptions, drive_graph, node_params,
+                                      nothing_to_start_hint, with_demo_models)
     from gr00t_rlhf_ros.launcher import run_graph
 
     width, height = args.camera_width, args.camera_height
@@ -47,7 +50,8 @@ def _drive(args) -> int:
             return 2
         width, height = args.camera_size
     try:
-        opts = DriveOptions(sim=args.sim, driver=args.driver, seed=args.seed, task=args.task,
+        opts = DriveOptions(sim=args.sim, driver=args.driver, policy=args.policy, reward_model=args.reward_model,
+                            num_candidates=args.num_candidates, seed=args.seed, task=args.task,
                             record=args.record, vocabulary=args.vocabulary, namespace=args.namespace or "",
                             use_sim_time=args.use_sim_time, log_level=args.log_level,
                             camera_width=width, camera_height=height, camera_rate=args.camera_rate,
@@ -55,25 +59,67 @@ def _drive(args) -> int:
     except DriveOptionError as e:
         print(f"gr00t-rlhf drive: {e.for_cli()}", file=sys.stderr)
         return 2
+    if opts.needs_demo_models:
+        from gr00t_rlhf_ros.demo_models import DemoModelError, ensure
+
+        try:
+            models = ensure(root=args.demo_models, rebuild=args.rebuild_models)
+        except DemoModelError as e:
+            print(f"gr00t-rlhf drive: {e}", file=sys.stderr)
+            return 1
+        print(f"gr00t-rlhf drive: demo models {models.root} (policy {models.policy.name}/, reward model "
+              f"{models.reward.name}/; --rebuild-models makes them anew)", file=sys.stderr, flush=True)
+        opts = with_demo_models(opts, str(models.policy), str(models.reward))
     nodes = drive_graph(opts)
     if not nodes:
         print(f"gr00t-rlhf drive: {nothing_to_start_hint('cli')}", file=sys.stderr, flush=True)
-    return run_graph(nodes, duration=args.duration)
+        return run_graph(nodes, duration=args.duration)
+    from gr00t_rlhf_ros.drive_session import DriveSession
+
+    stop_at_goal = opts.sim if args.stop_at_goal is None else args.stop_at_goal
+    run_dir = None if args.no_video and args.runs_dir is None else Path(args.runs_dir or "runs") / time.strftime("%Y%m%d-%H%M%S")
+    fps = opts.camera_rate or (node_params("sim.yaml", "sim_node").get("camera_rate", 10.0) if opts.sim else 10.0)
+    session = DriveSession(run_dir, namespace=opts.namespace, overlay=bool(opts.reward_source),
+                           video=not args.no_video, stop_at_goal=stop_at_goal, fps=float(fps))
+    return run_graph(nodes, duration=args.duration, session=session)
 
 
 def register(sub) -> None:
-    from gr00t_rlhf_ros.graph import DRIVERS, LOG_LEVELS
+    from gr00t_rlhf_ros.demo_models import ENV_DIR
+    from gr00t_rlhf_ros.graph import AUTO, DEMO, DRIVERS, LOG_LEVELS
 
-    p = sub.add_parser("drive", help="bring up the robot graph (simulated robot by default)",
+    p = sub.add_parser("drive", help="bring up the robot graph (simulated robot and the GR00T policy by default)",
                        description="Start the node graph as separate processes over DDS (the same graph as "
-                                   "drive.launch.py). Ctrl-C stops every node.")
+                                   "drive.launch.py): the simulator (or a real robot already on the graph), the "
+                                   "policy (or the expert), the live reward, optionally the recorder. Writes "
+                                   "runs/<time>/drive.mp4 and ends with a one-line summary. Ctrl-C stops every node.")
     p.add_argument("--sim", dest="sim", action="store_true", default=True,
                    help="start the MuJoCo simulated robot (default)")
     p.add_argument("--no-sim", dest="sim", action="store_false",
                    help="drive a real robot already on the graph (with --driver none and no --record nothing "
                         "starts: it waits for Ctrl-C)")
-    p.add_argument("--driver", default="expert", choices=list(DRIVERS),
-                   help="who publishes wheel_commands (default: the scripted expert, needs --sim)")
+    p.add_argument("--driver", default="policy", choices=list(DRIVERS),
+                   help="who publishes wheel_commands: policy (default: policy_node), expert (the scripted "
+                        "expert, needs --sim) or none")
+    p.add_argument("--policy", default=DEMO, metavar="SOURCE",
+                   help="policy_node's model: a checkpoint directory, a preset (tiny, gr00t-n1-2b: random weights), "
+                        "tcp://HOST:PORT (a `gr00t-rlhf serve` server) or demo (default: the demo policy, made on "
+                        "first use and cached; simulator only)")
+    p.add_argument("--reward-model", default=AUTO, metavar="SOURCE",
+                   help="reward_node's model (same forms); default auto: the demo reward model with the demo "
+                        "policy, else none; none: no reward_node")
+    p.add_argument("--num-candidates", type=int, default=1, metavar="N",
+                   help="best-of-N: chunks the policy samples per inference; the reward model picks one (default 1)")
+    p.add_argument("--demo-models", default=None, metavar="DIR",
+                   help=f"cache directory of the demo models (default ${ENV_DIR} or ~/.cache/gr00t-rlhf/demo-models)")
+    p.add_argument("--rebuild-models", action="store_true", help="make the demo models anew even if cached")
+    p.add_argument("--stop-at-goal", dest="stop_at_goal", action="store_true", default=None,
+                   help="end the run shortly after the robot reaches its goal (default in the simulator)")
+    p.add_argument("--no-stop-at-goal", dest="stop_at_goal", action="store_false",
+                   help="keep driving after the goal is reached")
+    p.add_argument("--runs-dir", default=None, metavar="DIR",
+                   help="where each run writes <time>/drive.mp4 and summary.json (default runs)")
+    p.add_argument("--no-video", action="store_true", help="write no drive.mp4")
     p.add_argument("--seed", type=int, default=None, help="arena layout seed")
     p.add_argument("--task", default=None, help='instruction, e.g. "Find Blue cube"')
     p.add_argument("--record", default=None, metavar="DATASET",

@@ -5,20 +5,31 @@ DDS, no ROS CLI needed) build their processes from ``drive_graph``, so the two n
 launch arguments are declared here too (``LAUNCH_ARGUMENTS``) and parsed by
 ``options_from_launch``, so their parsing is unit-tested without ``launch`` installed.
 
+Model sources (``policy``, ``reward_model``): a checkpoint directory, a preset name (``tiny``,
+``gr00t-n1-2b``: random weights), ``tcp://HOST:PORT`` (a ``gr00t-rlhf serve`` server) or ``demo``
+(the cached demo models of ``make drive``, simulator only). ``demo`` is resolved to directories by
+:func:`with_demo_models` (the caller builds or finds them: ``gr00t_rlhf_ros.demo_models``) before
+``drive_graph`` runs, so this module stays free of torch.
+
 Convention: executable name = node name = the node key in its params file. The params files are
 keyed ``/**/<node>:`` so they apply in any namespace (``/robot1/sim_node`` too); ``node_params``
 reads them with the same wildcard rules as rcl. No rclpy or launch import here.
 """
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import yaml
 
 from gr00t_rlhf_ros.paths import config_path
 
-DRIVERS = ("expert", "none")
+DRIVERS = ("policy", "expert", "none")
+DEMO = "demo"          # model source: the cached demo models (simulator only)
+AUTO = "auto"          # reward_model: the demo reward model when the policy is the demo one, else none
+NO_MODEL = ("", "none")
+MAX_CANDIDATES = 64
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 # the simulator's camera limits (SimConfig) and sane rate limits, so a bad value is refused
 # before any process starts
@@ -26,6 +37,7 @@ CAMERA_WIDTH = (16, 1280)
 CAMERA_HEIGHT = (16, 960)
 MAX_RATE_HZ = 60.0
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
+_TCP = re.compile(r"tcp://[^\s:/]+:(\d{1,5})")
 _NAMESPACE = re.compile(r"/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*/?")
 
 
@@ -85,7 +97,10 @@ class DriveOptions:
     """What ``drive`` brings up. Validated on construction (errors name the option)."""
 
     sim: bool = True                      # start the MuJoCo simulated robot
-    driver: str = "expert"                # who publishes wheel_commands: "expert" (sim only) or "none"
+    driver: str = "policy"                # who publishes wheel_commands: "policy", "expert" (sim only) or "none"
+    policy: str = DEMO                    # the policy_node's model source (driver "policy")
+    reward_model: str = AUTO              # reward_node's model source; "" / "none": no reward_node
+    num_candidates: int = 1               # best-of-N: chunks sampled per inference (> 1 needs a reward model)
     seed: int | None = None               # sim layout seed (None: params file default)
     task: str | None = None               # instruction published on task
     record: str | None = None             # dataset directory: also start recorder_node
@@ -104,6 +119,27 @@ class DriveOptions:
         if self.driver == "expert" and not self.sim:
             raise DriveOptionError("driver", "expert", "the expert needs the simulator's ground truth; "
                                    "use {sim=true} or {driver=none}")
+        _check_source("policy", self.policy)
+        if self.reward_model != AUTO and self.reward_model.strip().lower() not in NO_MODEL:
+            _check_source("reward_model", self.reward_model)
+        if self.driver != "policy" and self.policy != DEMO:
+            raise DriveOptionError("policy", self.policy, f"only applies with {{driver=policy}} (the driver is "
+                                   f"{self.driver})")
+        if self.driver == "policy" and self.policy == DEMO and not self.sim:
+            raise DriveOptionError("policy", DEMO, "the demo policy is trained in the simulator and must not drive "
+                                   "a real robot; give a checkpoint {policy=CHECKPOINT} (or {driver=none})")
+        if self.reward_source == DEMO and not self.sim:
+            raise DriveOptionError("reward_model", DEMO, "the demo reward model only knows the simulator; give a "
+                                   "checkpoint {reward_model=CHECKPOINT} or none {reward_model=none}")
+        n = self.num_candidates
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CANDIDATES:
+            raise DriveOptionError("num_candidates", n, f"must be an integer from 1 to {MAX_CANDIDATES}")
+        if n > 1 and self.driver != "policy":
+            raise DriveOptionError("num_candidates", n, "best-of-N picks among policy chunks: it needs "
+                                   "{driver=policy}")
+        if n > 1 and not self.reward_source:
+            raise DriveOptionError("num_candidates", n, "best-of-N needs a reward model to pick the best chunk: "
+                                   "add {reward_model=CHECKPOINT} (or {num_candidates=1})")
         if self.namespace and not _NAMESPACE.fullmatch(self.namespace):
             raise DriveOptionError("namespace", self.namespace,
                                    "not a ROS namespace (tokens of letters, digits and _, e.g. /robot1)")
@@ -133,6 +169,47 @@ class DriveOptions:
             if fps > cam:
                 raise DriveOptionError("record_fps", fps, f"above the camera rate ({cam:g} Hz): frames would be "
                                        "recorded twice; lower it or raise {camera_rate=HZ}")
+
+    @property
+    def reward_source(self) -> str:
+        """The reward_node's model source after ``auto``: "" when no reward_node starts."""
+        r = self.reward_model.strip()
+        if r == AUTO:
+            return DEMO if (self.sim and self.driver == "policy" and self.policy == DEMO) else ""
+        return "" if r.lower() in NO_MODEL else r
+
+    @property
+    def needs_demo_models(self) -> bool:
+        """Whether a source is ``demo`` (resolve it with :func:`with_demo_models` before ``drive_graph``)."""
+        return (self.driver == "policy" and self.policy == DEMO) or self.reward_source == DEMO
+
+
+def _check_source(option: str, source) -> None:
+    """A model source's form (a checkpoint's contents are the node's to check: it refuses to start)."""
+    if not isinstance(source, str) or not source.strip():
+        raise DriveOptionError(option, source, "empty: give a checkpoint directory, a preset (tiny, gr00t-n1-2b), "
+                               "tcp://HOST:PORT or demo")
+    if source == DEMO:
+        return
+    if source.startswith("tcp://") or "://" in source:
+        m = _TCP.fullmatch(source)
+        if not m or not 0 < int(m.group(1)) < 65536:
+            raise DriveOptionError(option, source, "not a server address: use tcp://HOST:PORT (a `gr00t-rlhf serve` "
+                                   "server)")
+        return
+    looks_like_path = os.sep in source or source.startswith((".", "~"))
+    if looks_like_path and not os.path.isdir(os.path.expanduser(source)):
+        raise DriveOptionError(option, source, "no such checkpoint directory")
+
+
+def with_demo_models(opts: DriveOptions, policy: str, reward: str) -> DriveOptions:
+    """``opts`` with the ``demo`` sources replaced by the demo models' directories."""
+    changes = {}
+    if opts.driver == "policy" and opts.policy == DEMO:
+        changes["policy"] = str(policy)
+    if opts.reward_source == DEMO:
+        changes["reward_model"] = str(reward)
+    return replace(opts, **changes)
 
 
 # ---------------------------------------------------------------------------- params files
@@ -169,7 +246,14 @@ def node_params(file: str, node: str, namespace: str = "/") -> dict:
 # ---------------------------------------------------------------------------- the graph
 
 def drive_graph(opts: DriveOptions) -> list[NodeSpec]:
-    """The nodes to start for ``opts``, in start order (empty for ``sim=False, driver="none"``)."""
+    """The nodes to start for ``opts``, in start order (empty for ``sim=False, driver="none"``).
+
+    The sim (or nothing: a real robot is already on the graph), the driver (policy_node or
+    expert_node), reward_node when there is a reward model, the recorder when recording. Raises
+    ValueError if a source is still ``demo`` (resolve it first with :func:`with_demo_models`).
+    """
+    if opts.needs_demo_models:
+        raise ValueError("drive_graph: the demo models are not resolved; call with_demo_models first")
     common = {"use_sim_time": True} if opts.use_sim_time else {}
 
     def spec(executable, params_file, parameters, required=True):
@@ -186,11 +270,24 @@ def drive_graph(opts: DriveOptions) -> list[NodeSpec]:
         nodes.append(spec("sim_node", "sim.yaml", params))
     if opts.driver == "expert":
         nodes.append(spec("expert_node", "expert.yaml", {}))
+    task = opts.task if opts.task is not None else (node_params("sim.yaml", "sim_node").get("task") if opts.sim else None)
+    if opts.driver == "policy":
+        # the policy's own reward model only for best-of-N (reward_node loads its own copy to score the drive)
+        params = {"policy": opts.policy, "num_candidates": opts.num_candidates,
+                  "reward_model": opts.reward_source if opts.num_candidates > 1 else ""}
+        if task:  # the instruction in force until one arrives on task
+            params["task"] = task
+        nodes.append(spec("policy_node", "policy.yaml", params))
+    if opts.reward_source:
+        params = {"reward_model": opts.reward_source}
+        if task:
+            params["task"] = task
+        # not required: the live reward is an opinion on the drive, not part of driving
+        nodes.append(spec("reward_node", "reward.yaml", params, required=False))
     if opts.record:
         params = {"dataset": opts.record, "vocabulary": opts.vocabulary}
         if opts.record_fps is not None:
             params["fps"] = float(opts.record_fps)
-        task = opts.task if opts.task is not None else (node_params("sim.yaml", "sim_node").get("task") if opts.sim else None)
         if task:  # the instruction in force until one arrives on task
             params["task"] = task
         # not required: the robot may drive on without it (it commits its episode when it stops)
@@ -201,10 +298,11 @@ def drive_graph(opts: DriveOptions) -> list[NodeSpec]:
 def nothing_to_start_hint(style: str = "cli") -> str:
     """What to say when ``drive_graph`` is empty: which options would start a node."""
     if style == "launch":
-        return ("no node to start: sim:=false driver:=none brings up nothing on its own (there is no policy "
-                "node yet); add record:=DATASET to record a real robot already on the graph, or sim:=true")
-    return ("no node to start: --no-sim --driver none brings up nothing on its own (there is no policy node "
-            "yet); add --record DATASET to record a real robot already on the graph, or use --sim. "
+        return ("no node to start: sim:=false driver:=none brings up nothing on its own; use driver:=policy "
+                "policy:=CHECKPOINT to drive a real robot already on the graph, add record:=DATASET to record it, "
+                "or sim:=true")
+    return ("no node to start: --no-sim --driver none brings up nothing on its own; use --driver policy --policy "
+            "CHECKPOINT to drive a real robot already on the graph, add --record DATASET to record it, or use --sim. "
             "Waiting for Ctrl-C.")
 
 
@@ -225,7 +323,17 @@ BOOL_CHOICES = ("true", "false", "True", "False", "1", "0")
 LAUNCH_ARGUMENTS = (
     LaunchArgument("sim", "true", "start the MuJoCo simulated robot (false: a real robot already on the graph)",
                    BOOL_CHOICES),
-    LaunchArgument("driver", "expert", "who publishes wheel_commands: expert (needs sim:=true) or none", DRIVERS),
+    LaunchArgument("driver", "policy", "who publishes wheel_commands: policy (policy_node), expert (needs "
+                                       "sim:=true) or none", DRIVERS),
+    LaunchArgument("policy", DEMO, "policy_node's model: a checkpoint directory, a preset (tiny, gr00t-n1-2b), "
+                                   "tcp://HOST:PORT (gr00t-rlhf serve) or demo (the cached demo policy, sim only; "
+                                   "made on first use)"),
+    LaunchArgument("reward_model", AUTO, "reward_node's model (same forms as policy); auto: the demo reward model "
+                                         "with the demo policy, else none; none or empty: no reward_node"),
+    LaunchArgument("num_candidates", "1", f"best-of-N: chunks sampled per inference, 1-{MAX_CANDIDATES} "
+                                          "(> 1 needs a reward model)"),
+    LaunchArgument("demo_models", "", "where the demo models are cached (empty: $GR00T_RLHF_DEMO_MODELS or "
+                                      "~/.cache/gr00t-rlhf/demo-models)"),
     LaunchArgument("seed", "", "arena layout seed (empty: config/sim.yaml)"),
     LaunchArgument("task", "", 'instruction, e.g. "Find Blue cube" (empty: config/sim.yaml)'),
     LaunchArgument("record", "", "dataset directory: also start recorder_node (empty: no recorder)"),
@@ -275,12 +383,19 @@ def _number(values: dict, name: str, kind):
         raise LaunchArgumentError(f"{name}:={text}: not {what}") from None
 
 
+def _default(value, default):
+    return default if value is None else value
+
+
 def options_from_launch(values: dict[str, str], recording: bool = False) -> DriveOptions:
     """DriveOptions from performed launch-argument strings; errors name the launch argument."""
     try:
         opts = DriveOptions(
             sim=parse_bool(values.get("sim", "true"), "sim"),
-            driver=values.get("driver", "expert"),
+            driver=values.get("driver", "policy"),
+            policy=values.get("policy", DEMO).strip(),
+            reward_model=values.get("reward_model", AUTO).strip(),
+            num_candidates=_default(_number(values, "num_candidates", int), 1),
             seed=_number(values, "seed", int),
             task=values.get("task") or None,
             record=(values.get("dataset") if recording else values.get("record")) or None,

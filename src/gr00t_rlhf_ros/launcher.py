@@ -40,7 +40,7 @@ def _param_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return f"'{v}'" if v and not v.startswith("'") else v
+        return f"'{v}'" if not v.startswith("'") else v   # '' too: an empty string, not a missing value
     return str(v)
 
 
@@ -178,13 +178,33 @@ class Launcher:
                 pass
 
 
-def run_graph(nodes: list[NodeSpec], duration: float | None = None) -> int:
-    """Run ``nodes`` until Ctrl-C / SIGTERM / ``duration`` / a node failing; returns the exit code."""
+def run_graph(nodes: list[NodeSpec], duration: float | None = None, session=None) -> int:
+    """Run ``nodes`` until Ctrl-C / SIGTERM / ``duration`` / a node failing; returns the exit code.
+
+    ``session`` (a :class:`gr00t_rlhf_ros.drive_session.DriveSession`, optional) starts before the
+    nodes, may stop the run (its ``on_goal``), and is finished after every node has stopped: its
+    summary line is the last line printed. Ctrl-C while it finishes the video is ignored (a second
+    SIGTERM/SIGINT would lose the video; the remux takes well under a second).
+    """
     launcher = Launcher(nodes)
     old = {s: signal.signal(s, launcher.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if session is not None:
+            session.log = lambda line: launcher._say("drive", line)
+
+            def stop_at_goal():
+                launcher._say("drive", "goal reached: stopping (--no-stop-at-goal drives on)")
+                launcher.request_stop()
+            session.on_goal = stop_at_goal
+            session.start()
         launcher.start()
-        return launcher.wait(duration)
+        rc = launcher.wait(duration)
+        if session is not None:
+            line = session.finish()
+            with launcher._print_lock:
+                launcher.out.write(line + "\n")
+                launcher.out.flush()
+        return rc
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -54,15 +54,22 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 
+# The policy node with the tiny preset (random weights: it drives, badly, with no model to train or
+# download), no reward node (a reward model needs a checkpoint), one candidate: the new arguments
+# reach the graph. The demo models (policy:=demo, the default) are tested through gr00t-rlhf drive.
+LAUNCH_ARGS = {"seed": "1", "namespace": NAMESPACE, "driver": "policy", "policy": "tiny", "reward_model": "none",
+               "num_candidates": "1"}
+
+
 @pytest.mark.launch_test
 def generate_test_description():
     drive = IncludeLaunchDescription(PythonLaunchDescriptionSource(str(SHARE / "launch" / "drive.launch.py")),
-                                     launch_arguments={"seed": "1", "namespace": NAMESPACE}.items())
+                                     launch_arguments=LAUNCH_ARGS.items())
     return LaunchDescription([drive, launch_testing.actions.ReadyToTest()])
 
 
 class TestDriveLaunch(unittest.TestCase):
-    def test_sim_publishes_and_expert_commands_in_the_namespace(self):
+    def test_sim_publishes_and_the_policy_commands_in_the_namespace(self):
         import rclpy
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray
@@ -87,6 +94,7 @@ class TestDriveLaunch(unittest.TestCase):
         self.assertGreaterEqual(got["joint_states"], 10)
         self.assertGreaterEqual(got["wheel_commands"], 10)
         self.assertNotIn(c.topic("joint_states").resolved(), root_topics)   # nothing on the root names
+        self.assertNotIn(c.topic("reward").resolved(NAMESPACE), {n for n in root_topics})   # reward_model:=none
 
 
 @launch_testing.post_shutdown_test()

@@ -31,7 +31,12 @@ def _gone(pid: int) -> bool:
 
 
 def _drive(ros_env, tmp_path, *args):
-    argv = [sys.executable, "-m", "gr00t_rlhf_ros.cli", "drive", "--sim", "--seed", "1", *args]
+    """The graph's mechanics with the scripted expert (the policy's run: tests/ros/test_drive_policy.py);
+    it keeps driving at the goal, and writes its run directory under tmp_path."""
+    if "--driver" not in args:
+        args = ("--driver", "expert", *args)
+    argv = [sys.executable, "-m", "gr00t_rlhf_ros.cli", "drive", "--sim", "--seed", "1", "--no-stop-at-goal",
+            "--runs-dir", str(tmp_path / "runs"), *args]
     return spawn(argv, ros_env, tmp_path, "drive")
 
 
@@ -88,7 +93,18 @@ def test_a_crashed_node_stops_the_graph_with_failure(ros_env, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--no-sim"], "--driver expert: the expert needs the simulator's ground truth; use --sim or --driver none"),
+    (["--no-sim", "--driver", "expert"],
+     "--driver expert: the expert needs the simulator's ground truth; use --sim or --driver none"),
+    (["--no-sim"], "--policy demo: the demo policy is trained in the simulator and must not drive a real robot; "
+                   "give a checkpoint --policy CHECKPOINT (or --driver none)"),
+    (["--num-candidates", "4", "--policy", "tiny"], "--num-candidates 4: best-of-N needs a reward model to pick "
+                                                    "the best chunk: add --reward-model CHECKPOINT"),
+    (["--num-candidates", "0"], "--num-candidates 0: must be an integer from 1 to 64"),
+    (["--driver", "expert", "--policy", "tiny"], "--policy tiny: only applies with --driver policy"),
+    (["--policy", "/no/such/checkpoint"], "--policy /no/such/checkpoint: no such checkpoint directory"),
+    (["--policy", "tcp://gpu-box"], "--policy tcp://gpu-box: not a server address: use tcp://HOST:PORT"),
+    (["--reward-model", "demo", "--no-sim", "--policy", "tiny"], "--reward-model demo: the demo reward model only "
+                                                                  "knows the simulator"),
     (["--camera-width", "5000"], "--camera-width 5000: must be an integer from 16 to 1280 pixels"),
     (["--camera-size", "640by480"], "--camera-size: '640by480' is not WIDTHxHEIGHT"),
     (["--camera-size", "640x480", "--camera-width", "320"], "--camera-size: give it or --camera-width"),
@@ -110,7 +126,7 @@ def test_no_sim_no_driver_waits_for_ctrl_c_and_says_why(ros_env, tmp_path):
         wait_until(lambda: "Waiting for Ctrl-C" in drive.log(), 30, "the no-node message")
         time.sleep(1.0)
         assert drive.alive(), drive.log()              # does not exit at once
-        assert "add --record DATASET" in drive.log()
+        assert "add --record DATASET" in drive.log() and "--driver policy --policy CHECKPOINT" in drive.log()
         drive.proc.send_signal(signal.SIGINT)
         assert drive.proc.wait(15) == 0, drive.log()
     finally:

@@ -1,0 +1,408 @@
+"""The demo models of ``make drive``: a tiny policy and a tiny reward model made on this machine.
+
+No weights can be downloaded, so the first ``gr00t-rlhf drive --sim`` makes its own models with the
+project's own code, in a few minutes on a laptop CPU, and caches them:
+
+1. **Demonstrations** (in process, no DDS): the simulator sim_node runs (:class:`SimRobot`) driven
+   by the expert expert_node runs (:class:`ScriptedExpert`), written with the recorder's dataset
+   writer (:class:`DatasetWriter`, the binary feedback vocabulary): the same format as a recorded
+   dataset. Expert episodes, plus deliberately imperfect ones (the expert heading for the wrong
+   object; the expert with random wheel perturbations) so the reward model sees both labels.
+2. **Labels** from the simulator's ground truth: a frame is "Doing good" (key 1) when the robot has
+   reached the goal, or got at least ``progress_m`` closer to it over the last second without a
+   collision in that second; otherwise "Doing bad" (key 0).
+3. **Training** with ``gr00t_rlhf_train.stages`` on the ``tiny`` preset: ``train sft`` on the
+   expert episodes only (the imperfect ones are its holdout), ``train reward`` on all of them.
+
+The cache lives in ``$GR00T_RLHF_DEMO_MODELS`` or ``${XDG_CACHE_HOME:-~/.cache}/gr00t-rlhf/demo-models``,
+one directory per recipe (``<key>`` = a hash of :class:`DemoRecipe`), holding ``policy/``,
+``reward/``, ``dataset/`` and ``report.json``. It is built in ``<key>.building-<pid>`` and renamed
+when complete, so an interrupted build never looks finished; ``rebuild=True`` makes it anew.
+
+Imports torch only inside :func:`build` (the CLI imports this module to resolve paths).
+No rclpy.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "gr00t_rlhf_demo_models/1"
+ENV_DIR = "GR00T_RLHF_DEMO_MODELS"
+GOOD, BAD = 1, 0           # keys of the binary feedback vocabulary (the recorder's default)
+KINDS = ("expert", "wrong_goal", "perturbed")
+
+
+class DemoModelError(RuntimeError):
+    """The demo models cannot be made or found (one line saying why and what to do)."""
+
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    """Everything that decides the demo models (its hash names the cache directory)."""
+
+    tasks: tuple[str, ...] = ("Find Blue cube", "Find Green sphere", "Find Red cylinder")
+    expert_episodes: int = 24        # layout seeds 0.. ; tasks cycle (seed 0 gets the sim's default task)
+    wrong_goal_episodes: int = 6     # the expert drives to another goal object
+    perturbed_episodes: int = 6      # the expert with bursts of random wheel speeds
+    max_seconds: float = 30.0        # per episode
+    hold_seconds: float = 1.5        # recorded standing at the goal after success (the policy learns to stop)
+    fps: float = 10.0                # dataset frame rate (= the sim camera's default rate)
+    control_rate: float = 20.0       # expert commands per second (expert_node's default)
+    image_size: tuple[int, int] = (96, 128)   # (height, width) rendered; same 4:3 as the 320x240 camera
+    progress_m: float = 0.05         # label "good": this much closer to the goal over the last second
+    cache_size: int = 64             # frame cache side, pixels (the tiny preset's vision input is 56)
+    policy_steps: int = 600
+    reward_steps: int = 300
+    batch_size: int = 16
+    lr: float = 1e-3
+    reward_horizon: int = 4          # frames per scored clip
+    reward_action_horizon: int = 4   # actions the reward model reads (best-of-N); 0: none
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.tasks or not all(isinstance(t, str) and t.strip() for t in self.tasks):
+            raise ValueError(f"DemoRecipe.tasks: {self.tasks!r} must be non-empty instructions")
+        for name in ("expert_episodes", "policy_steps", "reward_steps", "batch_size", "reward_horizon", "cache_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"DemoRecipe.{name}: {v!r} must be an integer >= 1")
+        for name in ("wrong_goal_episodes", "perturbed_episodes", "reward_action_horizon", "seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"DemoRecipe.{name}: {v!r} must be an integer >= 0")
+        if self.wrong_goal_episodes + self.perturbed_episodes < 1:
+            raise ValueError("DemoRecipe: at least one imperfect episode (wrong_goal or perturbed) is needed so "
+                             "the reward model sees 'Doing bad' frames")
+        for name in ("max_seconds", "fps", "control_rate", "progress_m", "lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"DemoRecipe.{name}: {v!r} must be a positive number")
+        if not self.hold_seconds >= 0:
+            raise ValueError(f"DemoRecipe.hold_seconds: {self.hold_seconds!r} must be >= 0")
+        h, w = self.image_size
+        if h % 2 or w % 2 or not (16 <= h <= 960 and 16 <= w <= 1280):
+            raise ValueError(f"DemoRecipe.image_size: {self.image_size!r} must be even (height, width) within the "
+                             "simulated camera's limits")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def key(self) -> str:
+        """12 hex digits of the recipe's hash (with the cache format)."""
+        text = json.dumps({"format": FORMAT, "recipe": self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class DemoModels:
+    """A finished cache entry."""
+
+    root: Path
+
+    @property
+    def policy(self) -> Path:
+        return self.root / "policy"
+
+    @property
+    def reward(self) -> Path:
+        return self.root / "reward"
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / "dataset"
+
+    def report(self) -> dict:
+        return json.loads((self.root / "report.json").read_text())
+
+
+def cache_root(override: str | os.PathLike | None = None) -> Path:
+    """Where demo models are cached: ``override``, ``$GR00T_RLHF_DEMO_MODELS`` or the XDG cache dir."""
+    if override:
+        return Path(override).expanduser()
+    if os.environ.get(ENV_DIR):
+        return Path(os.environ[ENV_DIR]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "gr00t-rlhf" / "demo-models"
+
+
+def find(recipe: DemoRecipe | None = None, root: str | os.PathLike | None = None) -> DemoModels | None:
+    """The finished demo models of ``recipe`` under ``root``, or None."""
+    recipe = recipe or DemoRecipe()
+    d = cache_root(root) / recipe.key()
+    if (d / "report.json").is_file() and (d / "policy").is_dir() and (d / "reward").is_dir():
+        return DemoModels(d)
+    return None
+
+
+def ensure(recipe: DemoRecipe | None = None, root: str | os.PathLike | None = None, rebuild: bool = False,
+           log=None) -> DemoModels:
+    """The demo models of ``recipe``: from the cache, or built now (minutes; progress to ``log``)."""
+    recipe = recipe or DemoRecipe()
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    found = None if rebuild else find(recipe, root)
+    if found is not None:
+        return found
+    base = cache_root(root)
+    final = base / recipe.key()
+    log(f"demo models: none cached for this recipe; making a tiny policy and reward model in {final} "
+        "(first run only, a few minutes on a CPU)")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DemoModelError(f"demo models: cannot create the cache directory {base} ({e.strerror or e}); set "
+                             f"${ENV_DIR} or --demo-models DIR to a writable directory") from None
+    work = base / f"{recipe.key()}.building-{os.getpid()}"
+    if work.exists():
+        shutil.rmtree(work)
+    try:
+        build(recipe, work, log=log)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return DemoModels(final)
+
+
+# ---------------------------------------------------------------------------- demonstrations
+
+@dataclass
+class Episode:
+    """What one simulated drive produced (the frames went to the dataset)."""
+
+    index: int
+    kind: str
+    seed: int
+    task: str
+    frames: int
+    good: int
+    success: bool
+    seconds: float
+    collisions: int
+
+
+def label(distances: list[float], collided: list[bool], success: bool, frames_per_second: int,
+          progress_m: float) -> int:
+    """The frame's feedback key from the ground truth up to it (newest last): GOOD or BAD."""
+    if success:
+        return GOOD
+    back = min(frames_per_second, len(distances) - 1)
+    if back == 0:
+        return BAD
+    closer = distances[-1 - back] - distances[-1]
+    return GOOD if closer >= progress_m and not any(collided[-1 - back:]) else BAD
+
+
+def _episode_plan(recipe: DemoRecipe) -> list[tuple[str, int, str]]:
+    """(kind, layout seed, task) of every episode, expert ones first."""
+    tasks = recipe.tasks
+    plan = [("expert", s, tasks[s % len(tasks)]) for s in range(recipe.expert_episodes)]
+    n = recipe.expert_episodes
+    plan += [("wrong_goal", n + i, tasks[i % len(tasks)]) for i in range(recipe.wrong_goal_episodes)]
+    n += recipe.wrong_goal_episodes
+    plan += [("perturbed", n + i, tasks[i % len(tasks)]) for i in range(recipe.perturbed_episodes)]
+    return plan
+
+
+def drive_episode(writer, recipe: DemoRecipe, index: int, kind: str, seed: int, task: str) -> Episode:
+    """Simulate one episode and write it through ``writer`` (a DatasetWriter); -> its Episode."""
+    from gr00t_rlhf_ros.expert import ExpertConfig, ScriptedExpert
+    from gr00t_rlhf_ros.sim.robot import SimConfig, SimRobot
+
+    h, w = recipe.image_size
+    rng = np.random.default_rng([recipe.seed, seed])
+    robot = SimRobot(seed=seed, task=task, config=SimConfig(camera_width=w, camera_height=h))
+    geom = robot.config.robot
+    expert = ScriptedExpert(robot.layout, ExpertConfig(wheel_radius=geom.wheel_radius, track=geom.track,
+                                                       max_wheel_speed=robot.config.max_wheel_speed))
+    decoy = None
+    if kind == "wrong_goal":
+        others = [o for o in robot.layout.objects if o.name != robot.task.goal]
+        decoy = others[int(rng.integers(len(others)))]
+    ep = writer.start_episode(task)
+    dt_frame, dt_ctrl = 1.0 / recipe.fps, 1.0 / recipe.control_rate
+    per_second = max(1, round(recipe.fps))
+    distances, collided = [], []
+    burst_until, burst_cmd, next_burst = -1.0, (0.0, 0.0), float(rng.uniform(1.0, 3.0))
+    t, next_frame, success_at, good, frames = 0.0, 0.0, None, 0, 0
+    try:
+        while t <= recipe.max_seconds + 1e-9:
+            gt = robot.ground_truth()
+            steer = gt
+            if decoy is not None:  # the expert, heading for the wrong object (and never stopping there)
+                steer = gt | {"goal": decoy.name, "goal_position": list(decoy.position), "success": False,
+                              "around": None}
+            command = expert.act(steer)
+            if kind == "perturbed":
+                if t >= next_burst:
+                    lim = robot.config.max_wheel_speed
+                    burst_cmd = tuple(float(v) for v in rng.uniform(-lim, lim, 2))
+                    burst_until, next_burst = t + float(rng.uniform(0.8, 2.0)), t + float(rng.uniform(2.5, 5.0))
+                if t < burst_until:
+                    command = burst_cmd
+            if next_frame <= t + 1e-9:  # a frame: what the robot saw and the command it got for it
+                distances.append(gt["goal_distance"])
+                collided.append(bool(gt["collision"]))
+                if gt["success"] and success_at is None:
+                    success_at = t
+                key = label(distances, collided, gt["success"], per_second, recipe.progress_m)
+                acc = float(np.linalg.norm(robot.imu().linear_acceleration))
+                state = np.array([*robot.joint_velocities(), acc], np.float32)
+                ep.add_frame(robot.render(), state, np.array(command, np.float32), t, key)
+                good += key == GOOD
+                frames += 1
+                next_frame += dt_frame
+            if success_at is not None and t - success_at >= recipe.hold_seconds:
+                break
+            robot.set_command(*command)
+            t += dt_ctrl
+            robot.step_to(t)
+        index = ep.commit()
+    except BaseException:
+        ep.discard()
+        raise
+    finally:
+        robot.close()
+    gt = robot.ground_truth()
+    return Episode(index, kind, seed, task, frames, good, success_at is not None, round(t, 2), gt["collisions"])
+
+
+def record_demonstrations(root: Path, recipe: DemoRecipe, log) -> list[Episode]:
+    """Write every episode of the recipe into a new dataset at ``root``."""
+    from gr00t_rlhf_train.data.writer import DatasetWriter
+    from gr00t_rlhf_train.feedback import BINARY
+
+    writer = DatasetWriter.create(root, recipe.fps, recipe.image_size, BINARY)
+    episodes = []
+    try:
+        plan = _episode_plan(recipe)
+        for i, (kind, seed, task) in enumerate(plan):
+            e = drive_episode(writer, recipe, i, kind, seed, task)
+            episodes.append(e)
+            log(f"demo models: episode {i + 1}/{len(plan)} {kind:10s} seed {seed:3d} {task!r}: {e.frames} frames, "
+                f"{'reached' if e.success else 'not reached'}, {e.good}/{e.frames} good")
+    finally:
+        writer.close()
+    return episodes
+
+
+# ---------------------------------------------------------------------------- training
+
+def _train_policy(recipe: DemoRecipe, cache: Path, out: Path, holdout: list[int], device_cpu: bool):
+    from gr00t_rlhf_train.stages.loop import TrainConfig
+    from gr00t_rlhf_train.stages.sft import SFTConfig, run_sft
+
+    train = TrainConfig(out_dir=str(out), steps=recipe.policy_steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                        warmup_ratio=0.05, eval_every=0, save_every=0, log_every=max(1, recipe.policy_steps // 10),
+                        num_workers=0, seed=recipe.seed, cpu=device_cpu)
+    cfg = SFTConfig(data=[str(cache)], train=train, preset="tiny", holdout=holdout, val_fraction=0.1,
+                    val_samples=64)
+    return run_sft(cfg, progress=False)
+
+
+def _reward_supports_actions() -> bool:
+    from gr00t_rlhf_train.stages.reward import RewardConfig
+
+    return "action_horizon" in RewardConfig.__dataclass_fields__
+
+
+def _train_reward(recipe: DemoRecipe, cache: Path, out: Path, device_cpu: bool):
+    from gr00t_rlhf_train.stages.reward import RewardConfig, train_reward
+
+    extra = {}
+    if recipe.reward_action_horizon and _reward_supports_actions():
+        extra["action_horizon"] = recipe.reward_action_horizon
+    train = dict(steps=recipe.reward_steps, batch_size=recipe.batch_size, lr=recipe.lr, warmup_steps=10,
+                 eval_every=max(1, recipe.reward_steps // 2), save_every=0, log_every=max(1, recipe.reward_steps // 10),
+                 num_workers=0, seed=recipe.seed, cpu=device_cpu)
+    cfg = RewardConfig(data=str(cache), out_dir=str(out), val_fraction=0.15, split_seed=recipe.seed,
+                       horizon=recipe.reward_horizon, loss="bce", head="mlp", head_hidden=128,
+                       val_max_samples=400, train=train, **extra)
+    return train_reward(cfg)
+
+
+def build(recipe: DemoRecipe, work: Path, log) -> DemoModels:
+    """Record the demonstrations and train both models into ``work`` (a new directory)."""
+    _import_triton_before_mujoco()
+    import torch
+
+    from gr00t_rlhf_train.data.cache import build_cache
+
+    t0 = time.monotonic()
+    work.mkdir(parents=True)
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    episodes = record_demonstrations(work / "dataset", recipe, log)
+    t_data = time.monotonic() - t0
+    expert = [e for e in episodes if e.kind == "expert"]
+    frames = sum(e.frames for e in episodes)
+    good = sum(e.good for e in episodes)
+    if good in (0, frames):
+        raise DemoModelError(f"demo models: the {frames} demonstration frames all got the label "
+                             f"{'good' if good else 'bad'}; the reward model needs both (recipe {recipe.to_dict()})")
+    log(f"demo models: {len(episodes)} episodes, {frames} frames ({good} good, {frames - good} bad) in {t_data:.0f} s; "
+        f"expert reached the goal in {sum(e.success for e in expert)}/{len(expert)}")
+    cache = build_cache(work / "dataset", work / "cache", image_size=recipe.cache_size, progress=False)
+    cpu = True  # the demo is made where it runs: the CPU keeps it identical on every machine
+    log(f"demo models: training the policy (tiny preset, {recipe.policy_steps} steps, expert episodes only)")
+    t1 = time.monotonic()
+    holdout = [e.index for e in episodes if e.kind != "expert"]
+    sft = _train_policy(recipe, cache, work / "sft", holdout, cpu)
+    policy_src = Path(sft.best_checkpoint or sft.checkpoint)
+    shutil.copytree(policy_src, work / "policy", ignore=shutil.ignore_patterns("optimizer.safetensors", "rng_*",
+                                                                                "trainer_state.json"))
+    t_policy = time.monotonic() - t1
+    log(f"demo models: policy trained in {t_policy:.0f} s (train loss {_fmt(sft.train_loss)}, validation action "
+        f"MSE {_fmt(sft.val_action_mse)} rad^2/s^2)")
+    log(f"demo models: training the reward model (tiny preset, {recipe.reward_steps} steps, horizon "
+        f"{recipe.reward_horizon} frames)")
+    t2 = time.monotonic()
+    rm = _train_reward(recipe, cache, work / "rm", cpu)
+    reward_src = Path(rm.best_checkpoint or rm.last_checkpoint)
+    shutil.copytree(reward_src, work / "reward", ignore=shutil.ignore_patterns("optimizer.safetensors", "rng_*",
+                                                                                "trainer_state.json"))
+    t_reward = time.monotonic() - t2
+    ev = rm.train.eval_metrics or {}
+    log(f"demo models: reward model trained in {t_reward:.0f} s (validation AUROC {_fmt(ev.get('auroc'))}, "
+        f"accuracy {_fmt(ev.get('accuracy'))})")
+    for d in ("sft", "rm", "cache"):
+        shutil.rmtree(work / d, ignore_errors=True)
+    report = {
+        "format": FORMAT, "key": recipe.key(), "recipe": recipe.to_dict(),
+        "episodes": [asdict(e) for e in episodes],
+        "frames": frames, "good_frames": good,
+        "expert_success": f"{sum(e.success for e in expert)}/{len(expert)}",
+        "policy": {"train_loss": sft.train_loss, "val_loss": sft.val_loss, "val_action_mse": sft.val_action_mse,
+                   "steps": sft.steps, "seconds": round(t_policy, 1)},
+        "reward": {"validation": {k: v for k, v in ev.items() if isinstance(v, (int, float)) and math.isfinite(v)},
+                   "steps": rm.train.steps, "seconds": round(t_reward, 1),
+                   "action_horizon": recipe.reward_action_horizon if _reward_supports_actions() else 0},
+        "seconds": {"data": round(t_data, 1), "policy": round(t_policy, 1), "reward": round(t_reward, 1),
+                    "total": round(time.monotonic() - t0, 1)},
+    }
+    (work / "report.json").write_text(json.dumps(report, indent=1))
+    log(f"demo models: done in {report['seconds']['total']:.0f} s")
+    return DemoModels(work)
+
+
+def _import_triton_before_mujoco() -> None:
+    """triton (installed with torch, imported by training) segfaults when imported after Mesa's LLVM,
+    which ``import mujoco`` loads for offscreen rendering; imported first, both work in one process."""
+    import importlib.util
+
+    if "mujoco" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3g}"
