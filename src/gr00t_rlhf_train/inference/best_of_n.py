@@ -6,8 +6,10 @@ its H frames + states + the instruction + K actions. For candidate chunk i the c
 * frames and states: the last H observations this runtime was given, spaced 1 / ``frame_rate`` s apart
   (the reward model's training fps) by the observations' ``stamp`` (seconds; the arrival time on the
   runtime's monotonic clock when absent): for each target time now - j / frame_rate (j = H-1 .. 0)
-  the newest observation at or before it (half a frame period of slack); when the history is shorter,
-  the oldest observation repeats — as training repeats an episode's first row. The history is emptied
+  the observation nearest to it (the newer of two equally near); when the history does not reach back
+  that far, the oldest observation repeats — as training repeats an episode's first row. With
+  observations rarer than the frame rate (a replan every few commands) an observation fills several
+  frames of the clip. The history is emptied
   when the instruction changes, the time goes backwards or the frame size changes (a new episode);
 * actions: the first K actions of candidate i (robot units, normalised with the reward checkpoint's
   action statistics), i.e. what the robot would do from now on — the reward model's verdict on
@@ -17,7 +19,9 @@ How. The observation is the same for all N candidates, so the policy's backbone 
 features are repeated N times for the flow-matching head, which integrates N independent noise draws
 in one batch (the same chunks as the policy on the observation repeated N times with that noise;
 a test checks it). Likewise the reward model's backbone runs once on the H frames and its head scores
-the N candidates in one batch. On CUDA both calls replay CUDA graphs (one per N and prompt length).
+the N candidates in one batch (``RewardModel.prepare`` with candidate actions [N, K, A]); the argmax
+is executed (the first of equal scores). On CUDA both calls replay CUDA graphs (one per N and prompt
+length).
 """
 from __future__ import annotations
 
@@ -60,7 +64,7 @@ class ClipHistory:
             elif stamp == last_stamp:
                 self.entries.pop()                                     # the same instant: keep the newer data
         self.entries.append((stamp, obs))
-        span = (self.horizon + 1) * self.period                        # drop what no clip can use any more
+        span = self.horizon * self.period                              # drop what no clip can use any more
         while len(self.entries) > 1 and self.entries[1][0] <= stamp - span:
             self.entries.popleft()
 
@@ -69,12 +73,14 @@ class ClipHistory:
         if not self.entries:
             raise InferenceError("best-of-N: no observation in the history")
         now = self.entries[-1][0]
-        stamps = [s for s, _ in self.entries]
+        stamps = np.array([s for s, _ in self.entries])
         out = []
         for j in range(self.horizon - 1, -1, -1):
-            target = now - j * self.period + 0.5 * self.period
-            i = int(np.searchsorted(stamps, target, side="right")) - 1  # newest at or before the target
-            out.append(self.entries[max(i, 0)][1])
+            target = now - j * self.period
+            i = int(np.searchsorted(stamps, target))                     # first observation at or after the target
+            if i == len(stamps) or (i > 0 and target - stamps[i - 1] < stamps[i] - target):
+                i -= 1                                                   # the one before is nearer
+            out.append(self.entries[i][1])
         return out
 
 
@@ -102,7 +108,6 @@ class BestOfN:
         self.policy, self.reward, self.n = policy, reward, n
         self.history = ClipHistory(reward.horizon, reward.frame_rate)
         self._sample = GraphedFunction(self._sample_body) if cuda_graphs else None
-        self._score = GraphedFunction(self._score_body) if cuda_graphs else None
 
     # -- the two batched calls (also the bodies of their CUDA graphs) -----------------------------
     def _sample_body(self, inputs: dict, num_steps: int) -> torch.Tensor:
@@ -117,19 +122,6 @@ class BestOfN:
         state = inputs["state"].to(feats.dtype).expand(n, -1, -1)                       # [N, 1, S]
         emb = inputs["embodiment_id"].expand(n)                                         # [N]
         return model.action_head.sample(feats, mask, state, emb, num_steps=num_steps, noise=noise)
-
-    def _score_body(self, inputs: dict) -> list[torch.Tensor]:
-        """Reward backbone once on the H frames, the head on N action sets -> rewards [N] per refinement step."""
-        rm = self.reward.model
-        actions = inputs["actions"]                                                     # [N, K, A]
-        n = actions.shape[0]
-        feats = rm.features(inputs, graph_safe=self._score is not None)                 # [H, L, D]
-        h = feats.shape[0]
-        feats = feats[None].expand(n, *feats.shape)                                     # [N, H, L, D]
-        mask = inputs["attention_mask"].reshape(1, h, -1).expand(n, -1, -1)            # [N, H, L]
-        state = inputs["state"].expand(n, -1, -1)                                       # [N, H, S]
-        emb = inputs["embodiment_id"].expand(n)                                         # [N]
-        return rm.head(feats, mask, state, emb, actions)
 
     @torch.no_grad()
     def sample(self, obs: dict, seed: int | None) -> np.ndarray:
@@ -158,33 +150,15 @@ class BestOfN:
         clip[spec.language_key] = frames[-1][spec.language_key]
         return clip
 
-    def normalised_actions(self, candidates: np.ndarray) -> torch.Tensor:
-        """Robot-unit chunks [N, T, A] -> the first K actions normalised with the reward model's statistics and
-        zero-padded to the model's action width: [N, K, A_max] (what the reward head reads)."""
-        rm = self.reward.model
-        k = self.reward.action_horizon
-        a = rm.processor.normalize_group(candidates[:, :k].astype(np.float64), "action")  # [N, K, A]
-        width = rm.config.action_head.action_dim
-        out = torch.zeros(a.shape[0], k, width)
-        out[..., :a.shape[-1]] = torch.from_numpy(a).float()
-        dev = next(rm.parameters()).device
-        return out.to(dev, next(rm.head.parameters()).dtype)
-
     @torch.no_grad()
     def score(self, clip: dict, candidates: np.ndarray) -> np.ndarray:
-        """The clip (H frames, no actions) + each candidate's first K actions -> scores [N] on the target's scale."""
+        """The clip (H frames, no actions) + each candidate's first K actions -> scores [N] on the target's scale,
+        in one call: the reward model's backbone runs once on the clip, its head on the N action sets
+        (``RewardModel.prepare`` with candidate actions [N, K, A]; its CUDA graph when enabled)."""
         rm = self.reward.model
-        first = clip | {"actions": candidates[0, :self.reward.action_horizon]}
-        batch = rm.prepare(first)                                                         # frames of one clip
-        inputs = {k: batch[k] for k in GRAPH_INPUTS} | {"actions": self.normalised_actions(candidates)}
-        if self._score is None:
-            rm.eval()
-            raw = self._score_body(inputs)
-        else:
-            from gr00t_rlhf_train.model.cuda_graph import weights_guard
-            rm.eval()
-            raw = self._score(inputs, guard=weights_guard(rm))
-        return rm.head_config.to_reward(raw[-1].float()).cpu().numpy().astype(np.float32)
+        rm.eval()
+        batch = rm.prepare(clip | {"actions": candidates[:, :self.reward.action_horizon]})
+        return rm.predict(batch).float().cpu().numpy().astype(np.float32)                 # [N]
 
     def act(self, obs: dict, seed: int | None, history: ClipHistory | None = None) -> tuple[np.ndarray, np.ndarray, int]:
         """-> (the chosen chunk [T, A], the N scores, the chosen index)."""

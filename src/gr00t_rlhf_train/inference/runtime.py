@@ -179,6 +179,17 @@ class LocalReward:
     def check(self, clip) -> dict:
         return check_clip(self.spec, clip, self.horizon, self.action_horizon)
 
+    def warmup(self, calls: int = 2, instruction: str = "Find Blue cube") -> None:
+        """Score synthetic clips (on CUDA this captures the graphs), so the first real call is fast."""
+        h, w = self.spec.image_size or (240, 320)
+        clip = {k: np.zeros((self.horizon, h, w, 3), np.uint8) for k in self.spec.video_keys}
+        clip.update({k: np.zeros((self.horizon, d), np.float32) for k, d in self.spec.state_keys})
+        clip[self.spec.language_key] = instruction
+        if self.action_horizon:
+            clip["actions"] = np.zeros((self.action_horizon, self.spec.action_dim), np.float32)
+        for _ in range(calls):
+            self.score(clip)
+
     def score(self, clip: dict) -> float:
         """Reward of one clip on the target's scale (InferenceError for a bad clip or a model failure)."""
         clean = self.check(clip)
@@ -252,6 +263,17 @@ class LocalPolicy:
                 "num_candidates": self.num_candidates,
                 "reward_model": self.reward.source if self.reward is not None else "",
                 "spec": self.spec.to_dict()}
+
+    def warmup(self, calls: int = 2, instruction: str = "Find Blue cube") -> None:
+        """Act on synthetic observations (on CUDA this captures the graphs), so the first real call is fast;
+        the best-of-N history is left untouched."""
+        h, w = self.spec.image_size or (240, 320)
+        obs = {k: np.zeros((h, w, 3), np.uint8) for k in self.spec.video_keys}
+        obs.update({k: np.zeros(d, np.float32) for k, d in self.spec.state_keys})
+        obs[self.spec.language_key] = instruction
+        history = self.best_of_n.new_history() if self.best_of_n is not None else None
+        for _ in range(calls):
+            self.act_with_history(obs, 0, history)
 
     def act(self, observation: dict, seed: int | None = None) -> Chunk:
         """Observation -> the chunk to execute (InferenceError for a bad observation or a model failure)."""
