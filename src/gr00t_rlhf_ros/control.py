@@ -236,6 +236,11 @@ class Controller:
             self._estop_latched = False
             return True, "e-stop released: driving resumes with the next chunk"
 
+    def chunk_index(self, now: float) -> int | None:
+        """The action of the newest chunk in force at ``now`` (None without a chunk)."""
+        with self._lock:
+            return self._newest.index(now) if self._newest is not None else None
+
     @property
     def estop_latched(self) -> bool:
         return self._estop_latched
@@ -264,9 +269,11 @@ class Controller:
         plan = self._plan
         cmd = plan.at(now) if plan is not None else None
         if cmd is None:
-            why = "waiting for the first chunk" if self.counts.chunks == 0 else "chunk ran out (model too slow?)"
             if plan is not None:
+                why = "chunk ran out (model too slow?)"
                 self._drop_plan()
+            else:
+                why = "waiting for the first chunk" if self.counts.chunks == 0 else "waiting for a chunk"
             return STALE, why, zero, False, None
         if isinstance(plan, Blend) and plan.done(now):
             self._plan = plan.new
