@@ -4,8 +4,16 @@
     r = rm.score(clip)       # clip: frames [H, h, w, 3], states [H, dim], the task instruction
     rm.use_cuda_graphs()     # opt-in fast path of score() on a GPU (see cuda_graph.py)
 
+With ``RewardHeadConfig(action_horizon=K)`` the clip also carries ``"actions"``: the first K actions of
+a chunk in robot units, [K, A] (A = the modality's action width, e.g. 2 wheel commands), normalised
+here with the checkpoint's action statistics. One clip with candidate actions [N, K, A] scores the N
+candidates of best-of-N against that one observation (the backbone runs once; -> N rewards).
+
 The prompt is the task instruction only; the feedback given for the frames being scored never
 enters the model (it is the training target).
+
+Thread safety: a RewardModel is not thread-safe (a CUDA graph replays into shared static buffers);
+call it from one thread.
 """
 from __future__ import annotations
 
@@ -20,6 +28,9 @@ from .configuration import ConfigError, ModelConfig
 from .cuda_graph import GraphedFunction, weights_guard
 from .processor import LANGUAGE_KEYS, Gr00tProcessor
 from .reward_head import RewardHeadConfig, build_reward_head, reward_loss
+
+ACTIONS = "actions"   # the clip key of the chunk's first K actions (robot units)
+GRAPH_INPUTS = ("input_ids", "attention_mask", "pixel_values", "state", "embodiment_id")
 
 TUNINGS = ("frozen", "lora", "full")
 # LoRA adapters go on the LLM's attention projections.
@@ -37,7 +48,7 @@ class RewardModel(nn.Module):
         self.tuning, self.lora_rank = tuning, lora_rank
         self.backbone = EagleBackbone(config.backbone, image_token_id)
         self.head = build_reward_head(head, config.backbone.project_to_dim, config.action_head.max_state_dim,
-                                      config.action_head.max_num_embodiments)
+                                      config.action_head.max_num_embodiments, config.action_head.action_dim)
         if backbone_state is not None:
             self.backbone.load_state_dict(backbone_state)
         if tuning == "lora":
@@ -103,12 +114,18 @@ class RewardModel(nn.Module):
     def forward(self, batch: dict, graph_safe: bool = False) -> list[torch.Tensor]:
         """batch from ``prepare`` -> reward estimates [B] (one per refinement step; the last is the answer).
 
-        ``graph_safe`` runs the backbone without host reads (see ``EagleBackbone.forward``)."""
+        With ``actions`` [N, K, A] for one clip (B = 1), the clip's features are shared by the N candidates
+        (-> [N] each). ``graph_safe`` runs the backbone without host reads (see ``EagleBackbone.forward``)."""
         feats = self.features(batch, graph_safe)                                      # [B*H, L, D]
         b, h = batch["state"].shape[:2]
         feats = feats.reshape(b, h, *feats.shape[1:])                                 # [B, H, L, D]
         mask = batch["attention_mask"].reshape(b, h, -1)                              # [B, H, L]
-        return self.head(feats, mask, batch["state"], batch["embodiment_id"])
+        state, embodiment, actions = batch["state"], batch["embodiment_id"], batch.get(ACTIONS)
+        if actions is not None and actions.shape[0] != b and b == 1:                  # N candidates, one clip
+            n = actions.shape[0]
+            feats, mask = feats.expand(n, *feats.shape[1:]), mask.expand(n, *mask.shape[1:])  # [N, H, L, D], [N, H, L]
+            state, embodiment = state.expand(n, *state.shape[1:]), embodiment.expand(n)
+        return self.head(feats, mask, state, embodiment, actions)
 
     def loss(self, batch: dict, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
         return reward_loss(self(batch), target.to(batch["state"].device), kind)
@@ -117,6 +134,8 @@ class RewardModel(nn.Module):
     def prepare(self, clip: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """A clip (frames [H, h, w, 3], states [H, dim], one instruction) or a batch of clips
         (frames [B, H, h, w, 3], states [B, H, dim], B instructions) -> tensors with B*H frames.
+        With ``action_horizon`` K > 0 the clip carries ``actions`` in robot units: [K, A] for one clip,
+        [B, K, A] for a batch, or [N, K, A] candidates for one clip (-> ``actions`` [N, K, padded A]).
         ``generator``: random crops (training augmentation) instead of the centre crop."""
         lang_key = next((k for k in LANGUAGE_KEYS if k in clip), None)
         if lang_key is None:
@@ -124,9 +143,10 @@ class RewardModel(nn.Module):
         batched = not isinstance(clip[lang_key], str)
         instructions = list(clip[lang_key]) if batched else [clip[lang_key]]
         b, h = len(instructions), self.head_config.horizon
+        actions = self.prepare_actions(clip.get(ACTIONS), b if batched else None)     # [B or N, K, A] or None
         flat = {lang_key: [s for s in instructions for _ in range(h)]}
         for key, value in clip.items():
-            if key == lang_key or key.startswith(("action.", "annotation.human.validity", "feedback")):
+            if key in (lang_key, ACTIONS) or key.startswith(("action.", "annotation.human.validity", "feedback")):
                 continue                                                   # never feed the label back in
             a = np.asarray(value)
             lead = b * h
@@ -138,9 +158,42 @@ class RewardModel(nn.Module):
         batch = self.processor(flat, generator=generator)
         batch["state"] = batch["state"].reshape(b, h, -1)                                # [B, H, max_state_dim]
         batch["embodiment_id"] = batch["embodiment_id"].reshape(b, h)[:, 0]             # [B]
+        if actions is not None:
+            batch[ACTIONS] = actions
         device = next(self.parameters()).device
         dtype = next(self.head.parameters()).dtype
         return {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)) for k, v in batch.items()}
+
+    def prepare_actions(self, value, batch: int | None) -> torch.Tensor | None:
+        """``clip["actions"]`` in robot units -> normalised, zero-padded float [B, K, padded A] (None for K = 0).
+
+        ``batch``: B for a batch of clips (actions must be [B, K, A]); None for one clip ([K, A], or
+        [N, K, A] candidates). Missing / unexpected / misshapen / non-finite actions: one-line ValueError."""
+        k, a = self.head_config.action_horizon, self.processor.modality.action_dim
+        if k == 0:
+            if value is not None:
+                raise ValueError(f"clip[{ACTIONS!r}]: this reward model takes no actions (action_horizon = 0); "
+                                 "drop the key or use a model trained with --action-horizon")
+            return None
+        want = f"[{k}, {a}] (or [N, {k}, {a}] candidates)" if batch is None else f"[{batch}, {k}, {a}] (B, K, A)"
+        if value is None:
+            raise ValueError(f"clip lacks {ACTIONS!r}: this reward model scores the first {k} actions of a chunk, "
+                             f"expected {want} in robot units")
+        x = value.detach().cpu().double().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise ValueError(f"clip[{ACTIONS!r}]: expected numbers {want}, got dtype {x.dtype}")
+        given = list(x.shape)
+        if batch is None and x.ndim == 2:
+            x = x[None]                                                               # [1, K, A]
+        if x.ndim != 3 or x.shape[1:] != (k, a) or (batch is not None and x.shape[0] != batch) or x.shape[0] < 1:
+            raise ValueError(f"clip[{ACTIONS!r}]: expected {want} in robot units, got {given}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"clip[{ACTIONS!r}]: {int((~np.isfinite(x)).sum())} non-finite value(s); expected "
+                             f"finite robot-unit actions {want}")
+        norm = self.processor.normalize_group(x.astype(np.float64), "action")           # [N, K, A] in model units
+        out = torch.zeros(x.shape[0], k, self.config.action_head.action_dim)            # [N, K, padded A]
+        out[:, :, :a] = torch.from_numpy(norm).float()
+        return out
 
     def use_cuda_graphs(self, enabled: bool = True, warmup: int = 2) -> "RewardModel":
         """Opt in (or out) of the fast path: ``score`` / ``infer`` replay a CUDA graph of the backbone and the
@@ -159,7 +212,7 @@ class RewardModel(nn.Module):
         if self._graphed is None:
             return self(batch)
         self.eval()
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "state", "embodiment_id")}
+        inputs = {k: batch[k] for k in GRAPH_INPUTS + ((ACTIONS,) if ACTIONS in batch else ())}
         return self._graphed(inputs, guard=weights_guard(self))
 
     @torch.no_grad()
@@ -170,8 +223,11 @@ class RewardModel(nn.Module):
 
     @torch.no_grad()
     def score(self, clip: dict) -> float | np.ndarray:
-        """Reward of one clip (a float) or of a batch of clips (array [B]), on the target's scale."""
+        """Reward of one clip (a float) or of a batch of clips (array [B]), on the target's scale; one clip
+        with candidate actions [N, K, A] -> array [N] (one reward per candidate)."""
         self.eval()
         lang_key = next((k for k in LANGUAGE_KEYS if k in clip), None)
         out = self.predict(self.prepare(clip)).cpu().numpy()
-        return float(out[0]) if lang_key and isinstance(clip[lang_key], str) else out
+        single = lang_key and isinstance(clip[lang_key], str)
+        candidates = single and clip.get(ACTIONS) is not None and np.ndim(clip[ACTIONS]) == 3
+        return float(out[0]) if single and not candidates else out
