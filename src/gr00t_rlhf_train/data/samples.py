@@ -20,6 +20,11 @@ Both are the same on datasets written at the frame rate.
 
 Padding: an action chunk that runs past the episode end repeats the last row's action; a reward
 clip that starts before the episode start repeats the first row (its picture and state).
+
+Reward clips with ``action_horizon`` K > 0 also carry ``"actions"`` [K, A]: the recorded actions of
+the K sample rows starting at the labelled row (the first K of the policy's chunk at that row), the
+modality's action keys concatenated in order, in robot units. They are a model INPUT (the action-
+conditioned reward model scores a chunk's first actions), never a label.
 Everything is deterministic (no randomness in a Dataset) and picklable for DataLoader workers.
 """
 from __future__ import annotations
@@ -33,6 +38,7 @@ from torch.utils.data import Dataset
 from gr00t_rlhf_train.data.cache import CachedEpisode, FrameCache, decode_jpegs
 
 INSTRUCTION = "annotation.human.action.task_description"  # model.processor.LANGUAGE_KEYS[0]
+ACTIONS = "actions"  # model.reward_model.ACTIONS: a reward clip's first K actions of the chunk at its labelled row
 ROW_MODES = ("frames", "all")
 TARGETS = ("reward", "feedback")
 
@@ -90,6 +96,11 @@ class _CacheSamples(Dataset):
     def _states(self, ep: CachedEpisode, rows: np.ndarray) -> dict[str, np.ndarray]:
         return {f"state.{n}": ep.state[rows, s:e] for n, (s, e) in self.cache.modality["state"].items()}
 
+    @staticmethod
+    def _chunk_rows(seq: np.ndarray, k: int, horizon: int) -> np.ndarray:
+        """Sample rows k..k+horizon-1 of an episode's sample rows, the last one repeated past its end."""
+        return seq[np.minimum(np.arange(k, k + horizon), len(seq) - 1)]  # [horizon] dataset rows
+
 
 class PolicySamples(_CacheSamples):
     """One sample per row t: the picture and state at t and the action chunk of rows t..t+horizon-1."""
@@ -104,7 +115,7 @@ class PolicySamples(_CacheSamples):
 
     def __getitem__(self, i: int) -> dict:
         e, ep, seq, k, t = self._locate(i)
-        chunk = seq[np.minimum(np.arange(k, k + self.action_horizon), len(seq) - 1)]  # [horizon] rows, last repeated
+        chunk = self._chunk_rows(seq, k, self.action_horizon)  # [horizon] rows, last repeated
         out = {self.video_key: self._video(ep, np.array([t]))}  # [1, H, W, 3]
         out.update(self._states(ep, np.array([t])))  # each [1, dim]
         for n, (s, end) in self.cache.modality["action"].items():
@@ -119,17 +130,23 @@ class RewardClips(_CacheSamples):
     ``target="reward"``: ``next.reward`` at t; ``"feedback"``: the vocabulary's reward of the feedback
     key at t (key / max|key|, or the key itself for binary vocabularies); ``None``: unlabeled data
     (no "target" in the samples, e.g. for ``eval reward --prediction-only``). Rows before the episode
-    start repeat the first row."""
+    start repeat the first row. ``action_horizon`` K > 0: "actions" [K, A], the recorded actions of
+    sample rows t..t+K-1 (the last one repeated past the episode end)."""
 
     def __init__(self, cache: FrameCache | str, episodes: Sequence[int] | None = None, horizon: int = 1,
-                 stride: int = 1, target: str | None = "reward", decode: bool = True, rows: str = "frames"):
+                 stride: int = 1, target: str | None = "reward", decode: bool = True, rows: str = "frames",
+                 action_horizon: int = 0):
         for name, v in (("horizon", horizon), ("stride", stride)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}={v!r}: must be a positive integer")
+        if isinstance(action_horizon, bool) or not isinstance(action_horizon, int) or action_horizon < 0:
+            raise ValueError(f"action_horizon={action_horizon!r}: must be an integer >= 0 (0 = no actions)")
         if target is not None and target not in TARGETS:
             raise ValueError(f"target={target!r}: allowed {TARGETS} or None (unlabeled)")
         super().__init__(cache, episodes, rows, decode)
-        self.horizon, self.stride, self.target = horizon, stride, target
+        self.horizon, self.stride, self.target, self.action_horizon = horizon, stride, target, action_horizon
+        if action_horizon and not self.cache.modality.get("action"):
+            raise ValueError(f"action_horizon={action_horizon}: the cache {self.cache.path} has no action columns")
         longest = max(len(r) for r in self._rows.values())
         if horizon > longest:
             raise ValueError(f"horizon={horizon}: longer than every selected episode (the longest has {longest} "
@@ -147,6 +164,8 @@ class RewardClips(_CacheSamples):
         out = {self.video_key: self._video(ep, clip)}  # [H, h, w, 3]
         out.update(self._states(ep, clip))  # each [H, dim]
         out.update({INSTRUCTION: ep.task, "episode": e, "row": int(t), "time": float(ep.times[t])})
+        if self.action_horizon:
+            out[ACTIONS] = self.actions_at(ep, seq, k)  # [K, A]
         if self.target == "reward":
             out["target"] = float(ep.reward[t])
         elif self.target == "feedback":
@@ -154,6 +173,12 @@ class RewardClips(_CacheSamples):
         if ep.feedback is not None:
             out["feedback"] = int(ep.feedback[t])
         return out
+
+    def actions_at(self, ep: CachedEpisode, seq: np.ndarray, k: int) -> np.ndarray:
+        """The recorded actions [K, A] of sample rows k..k+K-1 (robot units, the modality's action keys in order)."""
+        rows = self._chunk_rows(seq, k, self.action_horizon)  # [K] dataset rows, the last repeated
+        spans = list(self.cache.modality["action"].values())
+        return np.concatenate([ep.action[rows, s:e] for s, e in spans], axis=-1)  # [K, A]
 
     def labels(self) -> dict[str, np.ndarray]:
         """Every sample's labels without decoding a picture: "target" [N] f64 (not when unlabeled), "episode",
@@ -254,9 +279,10 @@ def collate(samples: Sequence[dict]) -> dict:
 
 
 def model_inputs(batch: dict) -> dict:
-    """Only what the model reads (``video.*``, ``state.*``, ``action.*``, the instruction): labels and
-    bookkeeping (target, feedback, episode, row, time) stay out of ``RewardModel.prepare``."""
-    return {k: v for k, v in batch.items() if k.startswith(("video.", "state.", "action.")) or k == INSTRUCTION}
+    """Only what the model reads (``video.*``, ``state.*``, ``action.*``, the instruction and a reward clip's
+    ``actions``): labels and bookkeeping (target, feedback, episode, row, time) stay out of ``RewardModel.prepare``."""
+    return {k: v for k, v in batch.items()
+            if k.startswith(("video.", "state.", "action.")) or k in (INSTRUCTION, ACTIONS)}
 
 
 def decode_batch(batch: dict, device: str | torch.device = "cpu") -> dict:

@@ -5,7 +5,8 @@
     result["metrics"]["frame.auroc"]
 
 The checkpoint describes itself (horizon, head, normalisation, tokenizer): the clips are RewardClips of
-its horizon. Outputs in ``out_dir``: ``predictions.npz`` (pred, target, episode, row, feedback, time),
+its horizon and, for an action-conditioned model (``action_horizon`` K > 0), carry the K recorded actions
+from each labelled row. Outputs in ``out_dir``: ``predictions.npz`` (pred, target, episode, row, feedback, time),
 ``metrics.json`` (``metrics.reward_metrics`` plus the "time since episode start" baseline fitted on the
 labelled episodes that are not evaluated) and ``scatter.png``, ``timeline.png``, ``roc.png``. With
 ``prediction_only`` (unlabeled data) only ``predictions.npz`` is written.
@@ -53,8 +54,11 @@ def _predict(rm, batch: dict) -> np.ndarray:
     """Rewards [B] on the target's scale (``RewardModel.predict`` when the model has it)."""
     import torch
 
+    inputs = model_inputs(batch)
+    if getattr(getattr(rm, "head_config", None), "action_horizon", 0):
+        inputs["actions"] = batch["actions"]                       # the recorded actions: a model input
     with torch.no_grad():
-        prepared = rm.prepare(model_inputs(batch))
+        prepared = rm.prepare(inputs)
         out = rm.predict(prepared) if hasattr(rm, "predict") else rm.infer(prepared)[-1]
     return out.float().cpu().numpy().reshape(-1)
 
@@ -153,10 +157,19 @@ def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: i
         binary = settings.get("target_kind") == "binary" and "threshold" in settings
         threshold = float(settings["threshold"]) if binary else 0.5
     target = _target(cache, chosen, wanted, prediction_only)
-    clips = RewardClips(cache, episodes=chosen, horizon=horizon, target=target)
+    action_horizon = rm.head_config.action_horizon
+    if action_horizon and not cache.modality.get("action"):
+        raise EvalError(f"{checkpoint}: the model reads {action_horizon} actions per clip but the cache "
+                        f"{getattr(cache, 'path', cache)} has no action columns")
+    clips = RewardClips(cache, episodes=chosen, horizon=horizon, target=target, action_horizon=action_horizon)
     if len(clips) == 0:
         raise EvalError(f"episodes {chosen}: no clips to score in {getattr(cache, 'path', cache)}")
     check_modality(clips[0], rm.processor.modality, checkpoint, getattr(cache, "path", cache))
+    if action_horizon:
+        want, have = rm.processor.modality.action_dim, clips[0]["actions"].shape[-1]
+        if have != want:
+            raise EvalError(f"{checkpoint}: the model reads {want} action values per step but the cache "
+                            f"{getattr(cache, 'path', cache)} has {have}")
     indices = spread_indices(len(clips), max_samples)
     cols = score_clips(rm, clips, indices, batch_size, progress)
     cols["time"] = episode_times(cache, cols["episode"], cols["row"])
@@ -199,7 +212,7 @@ def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: i
         files["roc"] = plots.roc_plot(cols["pred"], labels, out / "roc.png", m["frame.auroc"], extra)
     result["seconds"] = time.monotonic() - start
     info = {"checkpoint": str(checkpoint), "cache": str(getattr(cache, "path", cache)), "episodes": chosen,
-            "horizon": horizon, "target": wanted, "threshold": threshold, "samples": int(indices.size),
+            "horizon": horizon, "action_horizon": action_horizon, "target": wanted, "threshold": threshold, "samples": int(indices.size),
             "max_samples": max_samples,
             "device": str(next(rm.parameters()).device), "seconds": round(result["seconds"], 2),
             "head": (meta.get("head") or {}).get("reward_head")}

@@ -11,6 +11,9 @@ checkpoint; training uses the remaining ones. Samples are ``RewardClips`` of ``h
 frames ending at the labelled row; the target is ``next.reward`` (``target="reward"``) or the
 vocabulary's reward of the feedback key (``"feedback"``). The model sees the frames, the states and
 the task instruction only (``model_inputs``): never the label, the feedback key or its text.
+With ``action_horizon`` K > 0 it also sees the K recorded actions starting at the labelled row (the
+action-conditioned reward model of best-of-N); ``action_negatives`` P replaces, with probability P, a
+sample's actions by those of another sample of its batch and sets its target to the lowest reward.
 
 Normalisation statistics of state and action come from the TRAIN episodes and are stored in the
 checkpoint with the head (kind, horizon, output kind and reward range), the tuning, the loss, the
@@ -56,6 +59,8 @@ class RewardConfig:
     image_size: int = 96               # cache picture size when caching a dataset
     target: str = "reward"             # reward (next.reward) | feedback (the vocabulary's reward of the key)
     horizon: int = 1                   # frames per scored clip
+    action_horizon: int = 0            # K recorded actions from the labelled row the model also reads (0 = none)
+    action_negatives: float = 0.0      # augmentation: share of samples given another sample's actions, lowest target
     stride: int = 1                    # every stride-th frame is a training sample
     loss: str = "mse"                  # e.g. "mse+0.5*bt", "bce", "focal+bt" (see losses.py)
     gamma: float = 2.0                 # focal
@@ -97,6 +102,12 @@ class RewardConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise bad(name, "must be an integer >= 1")
+        if isinstance(self.action_horizon, bool) or not isinstance(self.action_horizon, int) or self.action_horizon < 0:
+            raise bad("action_horizon", "must be an integer >= 0 (0 = the model reads no actions)")
+        if not (isinstance(self.action_negatives, (int, float)) and 0.0 <= self.action_negatives < 1.0):
+            raise bad("action_negatives", "must be a probability in [0, 1)")
+        if self.action_negatives and not self.action_horizon:
+            raise bad("action_negatives", "needs --action-horizon K > 0 (a model without actions has none to swap)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise bad("val_fraction", "must be in [0, 1)")
         if self.threshold is not None and not math.isfinite(self.threshold):
@@ -124,7 +135,7 @@ class RewardConfig:
         return RewardHeadConfig(kind=self.head, horizon=self.horizon, pool=self.pool, hidden_size=self.head_hidden,
                                 use_state=self.use_state, num_layers=self.head_layers, num_heads=self.head_heads,
                                 head_dim=self.head_dim, refine_steps=self.refine_steps, output=output,
-                                reward_range=reward_range)
+                                reward_range=reward_range, action_horizon=self.action_horizon)
 
     def loss_fn(self, threshold: float) -> RewardLoss:
         return RewardLoss.parse(self.loss, threshold=threshold, **{k: getattr(self, k) for k in LOSS_PARAMS})
@@ -253,6 +264,24 @@ class Balanced(torch.utils.data.Dataset):
         return self.dataset[self.indices[i]]
 
 
+def action_negatives(inputs: dict, target, p: float, low: float, generator: torch.Generator) -> tuple[dict, np.ndarray]:
+    """Augmentation: each sample, with probability ``p``, gets the actions of another sample of the batch (a
+    random other row of the training set) and the target ``low`` (the lowest reward): the reward must then
+    depend on the actions. -> (inputs with new "actions", targets [B]); the batch itself is left untouched."""
+    actions = np.asarray(inputs["actions"])                                       # [B, K, A]
+    target = np.asarray(target, np.float64).copy()                                # [B]
+    b = len(target)
+    if b < 2:
+        return inputs, target
+    swap = (torch.rand(b, generator=generator) < p).numpy()                       # [B] bool
+    other = torch.randint(0, b - 1, (b,), generator=generator).numpy()            # [B] another sample: skip itself
+    other = other + (other >= np.arange(b))
+    new = actions.copy()
+    new[swap] = actions[other[swap]]
+    target[swap] = low
+    return inputs | {"actions": new}, target
+
+
 def batch_seed(batch: dict, seed: int) -> int:
     """A seed that is a function of the batch's samples (pair sampling and crops survive a resume)."""
     ep = np.asarray(batch["episode"], np.int64)
@@ -355,8 +384,13 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
         raise RewardConfigError(f"train reward: val_fraction = {cfg.val_fraction}: no validation episode "
                                 f"({len(train_eps)} training episodes); raise it")
     check_horizon(cache, cfg.horizon, train_eps + val_eps)
-    train_clips = RewardClips(cache, train_eps, horizon=cfg.horizon, stride=cfg.stride, target=cfg.target)
-    val_clips = RewardClips(cache, val_eps, horizon=cfg.horizon, stride=1, target=cfg.target)
+    if cfg.action_horizon and not cache.modality.get("action"):
+        raise RewardConfigError(f"train reward: action_horizon = {cfg.action_horizon}: the data {cache.path} "
+                                "has no action columns")
+    train_clips = RewardClips(cache, train_eps, horizon=cfg.horizon, stride=cfg.stride, target=cfg.target,
+                              action_horizon=cfg.action_horizon)
+    val_clips = RewardClips(cache, val_eps, horizon=cfg.horizon, stride=1, target=cfg.target,
+                            action_horizon=cfg.action_horizon)
 
     targets, _ = labels_of(train_clips)
     binary = bool(np.all((targets == 0) | (targets == 1)))
@@ -384,9 +418,12 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
 
     def loss_fn(model, batch):
         g = torch.Generator().manual_seed(batch_seed(batch, seed))
-        prepared = model.prepare(model_inputs(batch), generator=g if cfg.augment else None)
+        inputs, target = model_inputs(batch), batch["target"]
+        if cfg.action_negatives:
+            inputs, target = action_negatives(inputs, target, cfg.action_negatives, reward_range[0], g)
+        prepared = model.prepare(inputs, generator=g if cfg.augment else None)
         outputs = model(prepared)
-        target = torch.as_tensor(batch["target"], dtype=torch.float32, device=outputs[-1].device)
+        target = torch.as_tensor(target, dtype=torch.float32, device=outputs[-1].device)
         weight = balance(target) if balance is not None else None
         return loss(outputs, target, torch.as_tensor(batch["episode"]), weight, g)
 
@@ -431,6 +468,12 @@ def add_parser(sub) -> None:
     p.add_argument("--image-size", type=int, default=96, help="cache picture size when caching a dataset")
     p.add_argument("--target", choices=TARGETS, default="reward", help="next.reward or the feedback vocabulary")
     p.add_argument("--horizon", type=int, default=1, help="frames per scored clip (H)")
+    p.add_argument("--action-horizon", type=int, default=0,
+                   help="the model also reads the K recorded actions from the labelled row (best-of-N scores a "
+                        "chunk's first K actions; 0 = frames, state and instruction only)")
+    p.add_argument("--action-negatives", type=float, default=0.0,
+                   help="augmentation: with this probability a sample gets another sample's actions and the "
+                        "lowest reward as its target (needs --action-horizon)")
     p.add_argument("--stride", type=int, default=1, help="every N-th frame is a training sample")
     p.add_argument("--loss", default="mse", help="e.g. mse, focal_mse, bce, focal, bt, 'bce+0.5*bt'")
     p.add_argument("--gamma", type=float, default=2.0, help="focal loss exponent")
