@@ -248,3 +248,35 @@ def test_a_model_reading_other_keys_is_refused_and_frames_are_resized_to_the_tra
     small = resize_frames(frames, (96, 96))
     assert small.shape == (3, 96, 96, 3) and small.dtype == np.uint8
     assert resize_frames(frames, None) is frames
+
+
+def test_an_action_conditioned_model_scores_the_last_commands():
+    import torch
+
+    from gr00t_rlhf_ros.reward_scoring import OK, RewardScorer
+    from gr00t_rlhf_train.inference import LocalReward
+    from gr00t_rlhf_train.model.policy import Gr00tPolicy
+    from gr00t_rlhf_train.model.reward_head import RewardHeadConfig
+    from gr00t_rlhf_train.model.reward_model import RewardModel
+
+    torch.manual_seed(0)
+    rm = RewardModel.from_policy(Gr00tPolicy.from_config("tiny", seed=0),
+                                 RewardHeadConfig(kind="dit", horizon=2, action_horizon=3, num_layers=2, num_heads=4,
+                                                  head_dim=16, hidden_size=64))
+    with torch.no_grad():                                  # spread the scores (a fresh decoder is near zero)
+        for p in rm.head.reward_decoder.parameters():
+            p.mul_(20.0)
+    scorer = RewardScorer(LocalReward(rm, frame_rate=10.0, cuda_graphs=False, source="tiny+actions"))
+
+    def score(command: float) -> float:
+        s = RewardStream(StreamConfig(horizon=2, frame_rate=10.0, action_horizon=3), TASK)
+        feed_sensors(s, 1.0)
+        for k in range(11):
+            s.add_command(k / 10, command, -command)
+        s.add_frame(0.9, frame(1, 48, 64))
+        s.add_frame(1.0, frame(2, 48, 64))
+        out = scorer.score(s.take(0.0))
+        assert out.status == OK, out.detail
+        return out.value
+
+    assert score(2.0) != score(-2.0)                       # the commands reach the model
