@@ -14,7 +14,7 @@ changed continuously, and a 20-50 Hz loop that steps every 100 ms jerks the whee
 (``"hold"``, the dataset's own zero-order view). After the last action the chunk has run out.
 
 **Replanning.** A new chunk is due once ``replan_every`` actions of the newest one have elapsed
-(:meth:`Controller.replan_due`). **Blending:** when it arrives, the command cross-fades linearly
+(:meth:`Controller.replan_due`, less half an action for camera-frame jitter). **Blending:** when it arrives, the command cross-fades linearly
 from the old plan to the new one over ``blend_steps`` actions (both evaluated at the same wall
 time), so the command is continuous at every switch — no jump back to where the new chunk
 starts. A chunk arriving during a cross-fade fades out the cross-fade itself. Cross-fading costs at
@@ -165,12 +165,16 @@ class Controller:
 
     # ---- from the worker thread ----------------------------------------------------------------
     def replan_due(self, now: float) -> bool:
-        """True when a new chunk is wanted: no plan, a fault, or ``replan_every`` actions have elapsed."""
+        """True when a new chunk is wanted: no plan, a fault, or ``replan_every`` actions have elapsed.
+
+        Half an action of slack: the worker replans on camera frames, and a frame arriving a few ms
+        before the exact due time (frame jitter) should not wait a whole frame period for the next one.
+        """
         with self._lock:
             if self._estop_latched:
                 return False
             n = self._newest
-            return n is None or self._plan is None or now >= n.t0 + self.cfg.replan_every * self.cfg.dt
+            return n is None or self._plan is None or now >= n.t0 + (self.cfg.replan_every - 0.5) * self.cfg.dt
 
     def on_chunk(self, actions, t0: float, now: float, meta: Any = None) -> str | None:
         """A chunk computed from an observation taken at ``t0`` arrived at ``now``.
