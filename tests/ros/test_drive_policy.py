@@ -1,0 +1,193 @@
+"""`gr00t-rlhf drive --sim` with a GR00T policy and reward model, end to end over real DDS.
+
+A module fixture makes a small demo pair with the demo-model code (a few simulated episodes, a few
+dozen training steps: the models drive badly, which is all these tests need), then ONE drive run
+with the recorder is watched by a probe node: commands and rewards flow, the robot moves, overlay
+images arrive, an episode is recorded on demand; then the simulator is killed (SIGKILL), and the
+run must command zero, stop every node, finish the video and print its summary line. Each test
+checks one of those behaviours on what the run left. Estop, NaN output, a slow model and a dead
+inference server are tested at node level (tests/ros/nodes).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gr00t_rlhf_ros.contract import load_contract
+from ros_harness import RosTestNode, next_domain_id, ros_environment, spawn, wait_until
+
+pytest.importorskip("rclpy")
+
+SEED = 1
+SMALL = dict(expert_episodes=3, wrong_goal_episodes=1, perturbed_episodes=1, max_seconds=8.0, image_size=(48, 64),
+             policy_steps=30, reward_steps=30, batch_size=8, reward_horizon=2)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A small demo policy and reward model, made by the same code as make drive's (about 30 s)."""
+    from gr00t_rlhf_ros.demo_models import DemoRecipe, ensure
+
+    root = tmp_path_factory.mktemp("demo_models")
+    return ensure(DemoRecipe(**SMALL), root, log=lambda line: None)
+
+
+class Watch:
+    """Every message of the run's topics, with receive times (the probe's own thread appends)."""
+
+    def __init__(self, probe: RosTestNode):
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float32, Float64MultiArray, String
+
+        from gr00t_rlhf_ros.qos import profile
+
+        c = load_contract()
+        self.lock = threading.Lock()
+        self.got: dict[str, list] = {k: [] for k in ("wheel_commands", "reward", "reward_overlay", "ground_truth")}
+        for key, msg_type in (("wheel_commands", Float64MultiArray), ("reward", Float32), ("reward_overlay", Image),
+                              ("ground_truth", String)):
+            probe.node.create_subscription(msg_type, c.topic(key).name, lambda m, k=key: self._add(k, m),
+                                           profile(c.topic(key)))
+
+    def _add(self, key, msg):
+        with self.lock:
+            self.got[key].append((time.monotonic(), msg))
+
+    def __getitem__(self, key) -> list:
+        with self.lock:
+            return list(self.got[key])
+
+    def count(self, key) -> int:
+        with self.lock:
+            return len(self.got[key])
+
+
+def _trigger(probe, name: str):
+    from std_srvs.srv import Trigger
+
+    client = probe.node.create_client(Trigger, load_contract().service(name).name)
+    assert client.wait_for_service(timeout_sec=60), f"{name} service"
+    fut = client.call_async(Trigger.Request())
+    wait_until(fut.done, 20, f"{name} reply")
+    return fut.result()
+
+
+@pytest.fixture(scope="module")
+def run(models, tmp_path_factory):
+    """One recorded drive with the models, ended by killing the simulator; -> what it left."""
+    tmp = tmp_path_factory.mktemp("drive_policy")
+    domain = next_domain_id()
+    env = ros_environment(domain)
+    saved = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_AUTOMATIC_DISCOVERY_RANGE"]
+    probe = RosTestNode(domain)
+    watch = Watch(probe)
+    argv = [sys.executable, "-m", "gr00t_rlhf_ros.cli", "drive", "--sim", "--seed", str(SEED),
+            "--policy", str(models.policy), "--reward-model", str(models.reward), "--record", str(tmp / "ds"),
+            "--runs-dir", str(tmp / "runs"), "--no-stop-at-goal", "--duration", "120"]
+    drive = spawn(argv, env, tmp, "drive")
+    out = {"tmp": tmp, "watch": watch, "drive": drive}
+    try:
+        driving = lambda: any(abs(v) > 1e-3 for _, m in watch["wheel_commands"] for v in m.data)  # noqa: E731
+        wait_until(lambda: watch.count("reward") >= 3 and driving(), 120, "rewards and non-zero policy commands",
+                   interval=0.2)
+        record_started = wait_until(lambda: _trigger(probe, "start_episode").success, 30, "an episode to start",
+                                    interval=0.5)
+        time.sleep(3.0)
+        out["stop_reply"] = _trigger(probe, "stop_episode")
+        assert record_started
+        pids = {n: int(p) for n, p in re.findall(r"started (\w+) \(pid (\d+)\)", drive.log())}
+        out["pids"] = pids
+        out["killed_at"] = time.monotonic()
+        os.kill(pids["sim_node"], signal.SIGKILL)
+        out["rc"] = drive.proc.wait(60)
+        time.sleep(0.5)              # the last messages reach the probe
+        out["log"] = drive.log()
+        yield out
+    finally:
+        drive.stop()
+        probe.close()
+        if saved is None:
+            os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+        else:
+            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = saved
+
+
+def _alive_window(run) -> list:
+    return [(t, m) for t, m in run["watch"]["wheel_commands"] if t < run["killed_at"]]
+
+
+def test_the_graph_is_sim_policy_reward_and_recorder(run):
+    assert set(run["pids"]) == {"sim_node", "policy_node", "reward_node", "recorder_node"}, run["log"][-3000:]
+
+
+def test_policy_commands_flow_and_the_robot_moves(run):
+    commands = _alive_window(run)
+    assert len(commands) >= 20
+    assert any(abs(v) > 1e-3 for _, m in commands for v in m.data), "the policy only commanded zeros"
+    assert all(len(m.data) == 2 and all(abs(v) <= 5.0 for v in m.data) for _, m in commands)   # clamped
+    poses = [json.loads(m.data) for _, m in run["watch"]["ground_truth"]]
+    moved = max((p["x"] - poses[0]["x"]) ** 2 + (p["y"] - poses[0]["y"]) ** 2 for p in poses) ** 0.5
+    assert moved > 0.05, f"the robot moved {moved:.3f} m"
+
+
+def test_rewards_and_overlay_images_arrive(run):
+    rewards = [m.data for _, m in run["watch"]["reward"]]
+    assert len(rewards) >= 3 and all(0.0 <= r <= 1.0 for r in rewards), rewards[:10]
+    overlays = run["watch"]["reward_overlay"]
+    assert len(overlays) >= 3
+    img = overlays[-1][1]
+    assert (img.width, img.height, img.encoding) == (320, 240, "rgb8")
+
+
+def test_killing_the_sim_stops_the_robot_and_every_node(run):
+    input_timeout = 0.5 + 0.1          # policy.yaml input_timeout + one control period at 10 Hz, with margin
+    late = [(t - run["killed_at"], list(m.data)) for t, m in run["watch"]["wheel_commands"]
+            if t > run["killed_at"] + input_timeout + 0.3 and any(abs(v) > 0 for v in m.data)]
+    assert not late, f"non-zero commands after the sim died: {late[:5]}"
+    after = [list(m.data) for t, m in run["watch"]["wheel_commands"] if t > run["killed_at"]]
+    assert not after or after[-1] == [0.0, 0.0], after[-5:]
+    assert run["rc"] == 1 and "sim_node exited with code -9" in run["log"]
+    for name, pid in run["pids"].items():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_the_video_is_written_and_decodes(run):
+    import av
+
+    (video,) = run["tmp"].glob("runs/*/drive.mp4")
+    with av.open(str(video)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) >= 5 and frames[0].shape == (240, 320, 3)
+    summary = json.loads((video.parent / "summary.json").read_text())
+    assert summary["video"] == str(video) and summary["task"] == "Find Blue cube" and summary["rewards"] >= 3
+
+
+def test_the_run_ends_with_one_summary_line(run):
+    last = run["log"].rstrip("\n").split("\n")[-1]
+    assert re.fullmatch(r"drive: task 'Find Blue cube': (reached in [\d.]+ s|not reached \([\d.]+ m to go\) after [\d.]+ s); "
+                        r"mean reward \d\.\d{3} "
+                        r"\(\d+ values\); video .*drive\.mp4 \(\d+ frames.*\)", last), last
+
+
+def test_recording_on_demand_gives_a_valid_dataset(run):
+    assert run["stop_reply"].success and "episode 0 saved" in run["stop_reply"].message, run["stop_reply"].message
+    r = subprocess.run([sys.executable, "-m", "gr00t_rlhf_ros.cli", "dataset", "validate", str(run["tmp"] / "ds")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_demo_models_report_how_they_were_made(models):
+    report = models.report()
+    assert report["recipe"]["policy_steps"] == 30 and report["frames"] > report["good_frames"] > 0
+    assert Path(models.policy, "gr00t_rlhf.json").is_file() and Path(models.reward, "gr00t_rlhf.json").is_file()
