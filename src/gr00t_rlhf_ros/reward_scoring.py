@@ -139,8 +139,8 @@ class RewardScorer:
             value = float(self.reward.score(self.model_input(clip)))
         except InferenceTimeout as e:
             return Outcome(clip, TIMEOUT, None, f"reward server: {_one_line(e)}", time.perf_counter() - t)
-        except InferenceError as e:
-            return Outcome(clip, ERROR, None, f"reward model: {_one_line(e)}", time.perf_counter() - t)
+        except InferenceError as e:  # its message names the model already
+            return Outcome(clip, ERROR, None, _one_line(e), time.perf_counter() - t)
         except Exception as e:  # noqa: BLE001 - a model bug must not kill the scoring thread: reported, counted
             return Outcome(clip, ERROR, None, f"reward model: unexpected {type(e).__name__}: {_one_line(e)}",
                            time.perf_counter() - t)
