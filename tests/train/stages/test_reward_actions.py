@@ -148,3 +148,19 @@ def test_cli_flags(action_cache, tmp_path):
     cfg = stage.config_from_args(args)
     assert (cfg.action_horizon, cfg.action_negatives) == (4, 0.25)
     assert cfg.head_config().action_horizon == 4
+
+
+def test_actions_are_the_policy_chunk_rows_on_a_seed_dataset(datasets_dir, tmp_path):
+    """The seed data has ~5 rows per picture: the K actions are the first K of the policy's chunk at the clip's
+    labelled row, stepping through rows at the frame rate."""
+    from gr00t_rlhf_train.data.samples import PolicySamples
+
+    cache = FrameCache(build_cache(datasets_dir / "Reward_New_Data_WithBadEp", tmp_path / "cache", image_size=32,
+                                   episodes=[0], progress=False))
+    clips = RewardClips(cache, [0], horizon=2, action_horizon=8, decode=False)
+    chunks = PolicySamples(cache, [0], action_horizon=16, decode=False)
+    assert len(clips) == len(chunks) and len(cache.episode(0).grid_rows(cache.fps)) < cache.rows(0)
+    for i in (0, len(clips) // 2, len(clips) - 3, len(clips) - 1):
+        want = np.concatenate([chunks[i][f"action.{n}"] for n in cache.modality["action"]], axis=-1)[:8]
+        assert clips[i]["row"] == chunks[i]["row"]
+        np.testing.assert_array_equal(clips[i]["actions"], want)
