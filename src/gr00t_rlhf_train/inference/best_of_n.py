@@ -107,6 +107,7 @@ class BestOfN:
                                  f"chunk has {policy.config.action_head.action_horizon}")
         self.policy, self.reward, self.n = policy, reward, n
         self.history = ClipHistory(reward.horizon, reward.frame_rate)
+        self.last_timing: dict = {}                 # seconds of the last act: sample_s (policy), score_s (reward)
         self._sample = GraphedFunction(self._sample_body) if cuda_graphs else None
 
     # -- the two batched calls (also the bodies of their CUDA graphs) -----------------------------
@@ -166,9 +167,12 @@ class BestOfN:
         spec = self.reward.spec
         history.add({k: v for k, v in obs.items()}, spec.language_key, spec.video_keys)
         policy_obs = {k: v for k, v in obs.items() if k != STAMP_KEY}
+        t0 = time.perf_counter()
         candidates = self.sample(policy_obs, seed)                                       # [N, T, A]
+        t1 = time.perf_counter()
         try:
             scores = self.score(self.reward_clip(history, spec), candidates)             # [N]
+            self.last_timing = {"sample_s": t1 - t0, "score_s": time.perf_counter() - t1}
         except InferenceError:
             raise
         except Exception as e:  # noqa: BLE001

@@ -124,6 +124,7 @@ class Connection:
 
 class _Remote:
     kind = ""
+    last_server_s = 0.0        # the server's time of the last request (arrival to reply), s
 
     def __init__(self, address: str, timeout_s: float = 1.0, connect_timeout_s: float = 10.0):
         connect_timeout_s = _check_timeout("connect_timeout_s", connect_timeout_s)
@@ -199,6 +200,7 @@ class RemotePolicy(_Remote):
         fields["seed"] = None if seed is None else int(seed)
         header, out = self._call("act", fields, arrays)
         result = header.get("result") or {}
+        self.last_server_s = float(result.get("server_s", 0.0))
         actions = out.get("actions")
         if actions is None or actions.shape != (self.spec.action_horizon, self.spec.action_dim):
             raise InferenceError(f"{self.conn.address}: bad reply: actions "
@@ -235,4 +237,5 @@ class RemoteReward(_Remote):
         fields, arrays = wire.split_fields(clean)
         header, _ = self._call("score", fields, arrays)
         self.last_model_s = float((header.get("result") or {}).get("model_s", 0.0))
+        self.last_server_s = float((header.get("result") or {}).get("server_s", 0.0))
         return float((header.get("result") or {})["score"])

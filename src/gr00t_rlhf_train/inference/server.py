@@ -5,7 +5,8 @@
 
 Requests (wire.py): ``spec`` -> the runtime's description (kind, ObservationSpec, horizon, ...);
 ``ping``; ``act`` (policy: an observation + ``seed`` -> actions, scores, chosen, model_s); ``score``
-(reward: a clip -> score, model_s). Every request is answered, a failure with ``ok: false`` and one
+(reward: a clip -> score, model_s). ``server_s`` in a reply: from the request's arrival to the reply
+(decode, checks, model, the wait behind a delay), so a client can tell network from server time. Every request is answered, a failure with ``ok: false`` and one
 line (a bad observation, a model error, a protocol mismatch) — except an ``act`` / ``score`` that a
 newer one from the same client replaced while it waited: its client has given up on it (it timed
 out), so the server answers only the newest ("the latest observation wins, nothing queues").
@@ -90,6 +91,7 @@ class InferenceServer:
             self._reply(identity, None, error=f"bad request: {e}")
             return
         rid = header.get("id")
+        header["received"] = time.perf_counter()                  # for the server time in the reply
         if header["protocol"] != wire.PROTOCOL:
             self._reply(identity, rid, error=f"protocol mismatch: the client speaks {header['protocol']!r}, this "
                                              f"server {wire.PROTOCOL!r}; install the same gr00t_rlhf on both")
@@ -113,9 +115,9 @@ class InferenceServer:
             elif method == "ping":
                 self._reply(identity, rid, result={})
             elif method == "act" and self.kind == "policy":
-                self._act(identity, rid, fields, arrays)
+                self._act(identity, rid, fields, arrays, header["received"])
             elif method == "score" and self.kind == "reward":
-                self._score(identity, rid, fields, arrays)
+                self._score(identity, rid, fields, arrays, header["received"])
             else:
                 raise InferenceError(f"method {method!r} is not served by this {self.kind} server; "
                                      f"it answers spec, ping and {'act' if self.kind == 'policy' else 'score'}")
@@ -127,7 +129,7 @@ class InferenceServer:
     def describe(self) -> dict:
         return self.runtime.info() | {"server": self.instance}
 
-    def _act(self, identity: bytes, rid, fields: dict, arrays: dict) -> None:
+    def _act(self, identity: bytes, rid, fields: dict, arrays: dict, received: float) -> None:
         seed = fields.pop("seed", None)
         obs = {**arrays, **fields}
         if self.debug_delay_s:
@@ -142,15 +144,17 @@ class InferenceServer:
         out = {"actions": chunk.actions}
         if chunk.scores is not None:
             out["scores"] = np.asarray(chunk.scores, np.float32)
-        self._reply(identity, rid, result={"chosen": chunk.chosen, "model_s": chunk.model_s}, arrays=out)
+        self._reply(identity, rid, arrays=out, result={"chosen": chunk.chosen, "model_s": chunk.model_s,
+                                                       "server_s": time.perf_counter() - received})
 
-    def _score(self, identity: bytes, rid, fields: dict, arrays: dict) -> None:
+    def _score(self, identity: bytes, rid, fields: dict, arrays: dict, received: float) -> None:
         clip = {**arrays, **fields}
         if self.debug_delay_s:
             time.sleep(self.debug_delay_s)
         t0 = time.perf_counter()
         value = self.runtime.score(clip)
-        self._reply(identity, rid, result={"score": value, "model_s": time.perf_counter() - t0})
+        now = time.perf_counter()
+        self._reply(identity, rid, result={"score": value, "model_s": now - t0, "server_s": now - received})
 
     def _reply(self, identity: bytes, rid, result: dict | None = None, error: str | None = None,
                arrays: dict | None = None) -> None:

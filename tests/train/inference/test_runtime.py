@@ -1,0 +1,98 @@
+"""Local runtimes: chunk shape and units, determinism with a seed, the spec, one-line errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gr00t_rlhf_train.inference import Chunk, InferenceError, ObservationSpec, open_policy, open_reward
+from gr00t_rlhf_train.inference.runtime import DEFAULT_FRAME_RATE, LANGUAGE_KEY, LocalReward
+
+
+def test_spec_from_the_checkpoint(local_policy):
+    spec = local_policy.spec
+    assert spec == ObservationSpec(video_keys=["video.ego_view"], image_size=None,
+                                   state_keys=[("state.left_wheel", 1), ("state.right_wheel", 1),
+                                               ("state.acceleration", 1)],
+                                   language_key=LANGUAGE_KEY, action_horizon=16, action_dim=2)
+    assert ObservationSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_act_shape_units_and_seed(local_policy, obs):
+    a = local_policy.act(obs(0), seed=3)
+    assert isinstance(a, Chunk) and a.actions.shape == (16, 2) and a.actions.dtype == np.float32
+    assert a.scores is None and a.chosen == 0 and a.model_s > 0
+    assert np.abs(a.actions).max() <= 5.0 + 1e-5          # robot units: the statistics' +-5 rad/s range
+    b = local_policy.act(obs(0), seed=3)
+    np.testing.assert_array_equal(a.actions, b.actions)
+    c = local_policy.act(obs(0), seed=4)
+    assert not np.array_equal(a.actions, c.actions)
+    # the same chunk as the policy itself (robot units, not normalised), any frame size
+    expected = local_policy.policy.get_action({k: v for k, v in obs(0).items()}, seed=3)["action.wheel_commands"]
+    np.testing.assert_allclose(a.actions, expected, atol=1e-6)
+    assert local_policy.act(obs(1, size=(240, 320)), seed=0).actions.shape == (16, 2)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda o: o.pop("video.ego_view"), "observation lacks 'video.ego_view'"),
+    (lambda o: o.update({"video.ego_view": o["video.ego_view"].astype(np.float32)}),
+     "observation['video.ego_view']: expected uint8 RGB [h, w, 3], got float32 [48, 64, 3]"),
+    (lambda o: o.update({"video.ego_view": o["video.ego_view"][..., :1]}), "observation['video.ego_view']"),
+    (lambda o: o.update({"state.left_wheel": np.array([np.nan], np.float32)}),
+     "observation['state.left_wheel']: non-finite value nan"),
+    (lambda o: o.update({"state.right_wheel": np.zeros(2)}), "observation['state.right_wheel']: expected shape [1]"),
+    (lambda o: o.pop("state.acceleration"), "observation lacks 'state.acceleration'"),
+    (lambda o: o.pop(LANGUAGE_KEY), f"observation lacks {LANGUAGE_KEY!r}"),
+    (lambda o: o.update({"stamp": float("inf")}), "observation['stamp']"),
+])
+def test_bad_observation_is_one_line(local_policy, obs, change, message):
+    o = obs(0)
+    change(o)
+    with pytest.raises(InferenceError) as e:
+        local_policy.act(o)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("no/such/dir", "policy 'no/such/dir': neither a checkpoint directory nor a preset"),
+    ("tcp://host", "expected tcp://HOST:PORT"),
+])
+def test_bad_source_is_one_line(source, message):
+    with pytest.raises(InferenceError) as e:
+        open_policy(source)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_wrong_checkpoint_kind(reward_ckpt, policy_ckpt, tmp_path):
+    with pytest.raises(InferenceError, match=r"policy .*expected 'policy'"):
+        open_policy(str(reward_ckpt), device="cpu")
+    with pytest.raises(InferenceError, match=r"reward model .*not a reward model"):
+        open_reward(str(policy_ckpt), device="cpu")
+    with pytest.raises(InferenceError, match=r"policy .*holds neither"):
+        open_policy(str(tmp_path), device="cpu")
+    with pytest.raises(InferenceError, match="device 'tpu'"):
+        open_policy("tiny", device="tpu")
+
+
+def test_reward_runtime(local_reward, clip, tiny_model):
+    r = local_reward
+    assert (r.horizon, r.action_horizon, r.frame_rate, r.reward_range) == (2, 4, 5.0, (0.0, 1.0))
+    assert r.spec.image_size == (96, 96)
+    c = clip()
+    value = r.score(c)
+    assert isinstance(value, float) and np.isfinite(value)
+    assert value == pytest.approx(float(r.model.score(c)), abs=1e-6)
+    with pytest.raises(InferenceError, match=r"clip\['video.ego_view'\]: expected uint8 RGB \[2, h, w, 3\]"):
+        r.score(clip(horizon=3))
+    with pytest.raises(InferenceError, match=r"clip lacks 'actions' \[4, 2\]"):
+        r.score(clip(k=0))
+    bad = clip()
+    bad["state.acceleration"][1, 0] = np.inf
+    with pytest.raises(InferenceError, match=r"clip\['state.acceleration'\]: non-finite value inf"):
+        r.score(bad)
+
+
+def test_reward_frame_rate_default(tiny_model, tmp_path):
+    from gr00t_rlhf_train.model.reward_model import RewardModel
+    path = RewardModel.from_policy(tiny_model).save_pretrained(tmp_path / "rm")       # no training metadata
+    r = LocalReward.open(str(path), device="cpu")
+    assert r.frame_rate == DEFAULT_FRAME_RATE and r.action_horizon == 0 and r.spec.image_size is None
