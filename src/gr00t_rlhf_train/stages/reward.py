@@ -36,7 +36,9 @@ from .loop import TrainConfig, TrainResult, train
 TARGETS = ("reward", "feedback")
 BALANCES = ("none", "weights", "sampler")
 TUNINGS = ("frozen", "lora", "full")
-MIN_METRICS = ("loss", "mse", "mae")           # best-checkpoint metrics where lower is better
+MIN_METRICS = ("loss", "mse", "mae")
+# --loss auto: the best of docs/experiments/reward_horizon.md (binary) and seed_data.md (scores)
+AUTO_LOSS = {"binary": "bce", "score": "mse+0.5*bt"}           # best-checkpoint metrics where lower is better
 EVAL_METRICS = MIN_METRICS + ("auroc", "pearson", "spearman", "accuracy", "balanced_accuracy", "episode_accuracy",
                               "pred_std", "auroc_third1", "auroc_third2", "auroc_third3")   # what evaluate() returns
 LOSS_PARAMS = ("gamma", "focal_mse_gamma", "alpha", "pairs_per_batch", "pair_scope")
@@ -58,11 +60,11 @@ class RewardConfig:
     cache_dir: str | None = None       # where a dataset is cached (default <out_dir>/cache)
     image_size: int = 96               # cache picture size when caching a dataset
     target: str = "reward"             # reward (next.reward) | feedback (the vocabulary's reward of the key)
-    horizon: int = 1                   # frames per scored clip
+    horizon: int = 4                   # frames per scored clip (docs/experiments/reward_horizon.md: 4 is best)
     action_horizon: int = 0            # K recorded actions from the labelled row the model also reads (0 = none)
     action_negatives: float = 0.0      # augmentation: share of samples given another sample's actions, lowest target
     stride: int = 1                    # every stride-th frame is a training sample
-    loss: str = "mse"                  # e.g. "mse+0.5*bt", "bce", "focal+bt" (see losses.py)
+    loss: str = "auto"                 # e.g. "mse+0.5*bt", "bce", "focal+bt" (see losses.py); auto: AUTO_LOSS
     gamma: float = 2.0                 # focal
     focal_mse_gamma: float = 1.0       # focal_mse
     alpha: float | None = None         # focal class factor
@@ -72,11 +74,11 @@ class RewardConfig:
     class_balance: str = "none"        # none | weights (per-sample loss weights) | sampler (balanced draws)
     preset: str = "tiny"               # model preset when training from scratch
     init: str | None = None            # a policy checkpoint (ours or official) to start from instead
-    head: str = "dit"                  # mlp | dit
+    head: str = "mlp"                  # mlp | dit
     head_layers: int = 4
     head_heads: int = 8
     head_dim: int = 64
-    head_hidden: int = 512
+    head_hidden: int = 128
     refine_steps: int = 2
     pool: str = "mean"                 # mlp head pooling
     use_state: bool = True
@@ -115,7 +117,8 @@ class RewardConfig:
         if self.best_metric is not None and self.best_metric not in EVAL_METRICS:
             raise bad("best_metric", f"allowed {EVAL_METRICS}")
         self.parse_holdout()
-        self.loss_fn(0.5)                              # the loss spec and its parameters
+        self.loss_fn(0.5, binary=True)                 # the loss spec and its parameters
+        self.loss_fn(0.0, binary=False)
         self.head_config()                             # the head's sizes (one-line ConfigError)
         unknown = sorted(set(self.train) - set(TrainConfig.__dataclass_fields__) | {"out_dir"} & set(self.train))
         if unknown:
@@ -137,8 +140,13 @@ class RewardConfig:
                                 head_dim=self.head_dim, refine_steps=self.refine_steps, output=output,
                                 reward_range=reward_range, action_horizon=self.action_horizon)
 
-    def loss_fn(self, threshold: float) -> RewardLoss:
-        return RewardLoss.parse(self.loss, threshold=threshold, **{k: getattr(self, k) for k in LOSS_PARAMS})
+    def loss_spec(self, binary: bool) -> str:
+        """The loss spec to train with: ``loss``, or for ``auto`` the study's best for these targets."""
+        return AUTO_LOSS["binary" if binary else "score"] if self.loss == "auto" else self.loss
+
+    def loss_fn(self, threshold: float, binary: bool = True) -> RewardLoss:
+        return RewardLoss.parse(self.loss_spec(binary), threshold=threshold,
+                                **{k: getattr(self, k) for k in LOSS_PARAMS})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -398,7 +406,7 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
     if not (targets > threshold).any() or (targets > threshold).all():
         raise RewardConfigError(f"train reward: every training target is on one side of threshold {threshold:g} "
                                 f"(values {targets.min():g}..{targets.max():g}): nothing to learn to tell apart")
-    loss = cfg.loss_fn(threshold)
+    loss = cfg.loss_fn(threshold, binary)
     voc = cache.vocabulary
     if binary:
         reward_range = (0.0, 1.0)
@@ -467,7 +475,7 @@ def add_parser(sub) -> None:
     p.add_argument("--cache-dir", help="where a dataset is cached (default OUT/cache)")
     p.add_argument("--image-size", type=int, default=96, help="cache picture size when caching a dataset")
     p.add_argument("--target", choices=TARGETS, default="reward", help="next.reward or the feedback vocabulary")
-    p.add_argument("--horizon", type=int, default=1, help="frames per scored clip (H)")
+    p.add_argument("--horizon", type=int, default=4, help="frames per scored clip (H; default 4, the study's best)")
     p.add_argument("--action-horizon", type=int, default=0,
                    help="the model also reads the K recorded actions from the labelled row (best-of-N scores a "
                         "chunk's first K actions; 0 = frames, state and instruction only)")
@@ -475,7 +483,8 @@ def add_parser(sub) -> None:
                    help="augmentation: with this probability a sample gets another sample's actions and the "
                         "lowest reward as its target (needs --action-horizon)")
     p.add_argument("--stride", type=int, default=1, help="every N-th frame is a training sample")
-    p.add_argument("--loss", default="mse", help="e.g. mse, focal_mse, bce, focal, bt, 'bce+0.5*bt'")
+    p.add_argument("--loss", default="auto", help="e.g. mse, focal_mse, bce, focal, bt, 'bce+0.5*bt'; auto (default): "
+                   f"{AUTO_LOSS['binary']} for 0/1 targets, '{AUTO_LOSS['score']}' for scores")
     p.add_argument("--gamma", type=float, default=2.0, help="focal loss exponent")
     p.add_argument("--focal-mse-gamma", type=float, default=1.0, help="focal_mse exponent")
     p.add_argument("--alpha", type=float, help="focal class factor (default none)")
@@ -485,11 +494,11 @@ def add_parser(sub) -> None:
     p.add_argument("--class-balance", choices=BALANCES, default="none")
     p.add_argument("--preset", default="tiny", help="model preset when training from scratch")
     p.add_argument("--init", help="start from a policy checkpoint (ours or official) instead of a preset")
-    p.add_argument("--head", choices=("mlp", "dit"), default="dit")
+    p.add_argument("--head", choices=("mlp", "dit"), default="mlp")
     p.add_argument("--head-layers", type=int, default=4)
     p.add_argument("--head-heads", type=int, default=8)
     p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--head-hidden", type=int, default=512)
+    p.add_argument("--head-hidden", type=int, default=128)
     p.add_argument("--refine-steps", type=int, default=2)
     p.add_argument("--pool", choices=("first", "mean", "last"), default="mean")
     p.add_argument("--no-state", action="store_true", help="the head ignores the robot state")

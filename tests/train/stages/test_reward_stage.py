@@ -226,3 +226,12 @@ def test_lora_run_resumes_where_it_stopped(binary_cache, tmp_path):
     rm = RewardModel.from_pretrained(again.last_checkpoint)
     assert rm.tuning == "lora" and rm.lora_rank == 2 and rm.head_config.output == "logit"
     assert any("lora_" in n for n, _ in rm.backbone.named_parameters())
+
+
+def test_the_default_loss_follows_the_targets_and_the_study():
+    from gr00t_rlhf_train.stages.reward import AUTO_LOSS, RewardConfig
+    cfg = RewardConfig(data="x", out_dir="y")
+    assert (cfg.loss, cfg.horizon, cfg.head) == ("auto", 4, "mlp")
+    assert cfg.loss_fn(0.5, binary=True).output_kind == "logit"            # bce
+    assert cfg.loss_spec(False) == AUTO_LOSS["score"] == "mse+0.5*bt"
+    assert RewardConfig(data="x", out_dir="y", loss="focal").loss_spec(False) == "focal"
