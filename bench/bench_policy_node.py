@@ -116,7 +116,8 @@ class Robot:
         self.context.try_shutdown()
 
 
-def start_node(args, domain_id: int, log: Path, *params: str) -> subprocess.Popen:
+def start_node(args, domain_id: int, log: Path, *params: str, robot: Robot) -> subprocess.Popen:
+    robot.diag = {}  # the previous node's last word must not count as this one's
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     argv = [sys.executable, "-m", "gr00t_rlhf_ros.nodes.policy_node", "--ros-args",
@@ -156,7 +157,7 @@ def fnum(v: str) -> float | None:
 
 def overhead(args, robot: Robot, domain_id: int, tmp: Path) -> dict:
     proc = start_node(args, domain_id, tmp / "overhead.log", "replan_every:=1", "fault:=delay:0",
-                      f"control_rate:={args.overhead_rate}")
+                      f"control_rate:={args.overhead_rate}", robot=robot)
     try:
         wait_driving(robot, proc, tmp / "overhead.log")
         time.sleep(args.duration + 1.5)
@@ -173,7 +174,8 @@ def overhead(args, robot: Robot, domain_id: int, tmp: Path) -> dict:
 
 def jitter(args, robot: Robot, domain_id: int, tmp: Path, rate: float) -> dict:
     log = tmp / f"jitter{rate:g}.log"
-    proc = start_node(args, domain_id, log, f"fault:=delay:{args.delay}", f"control_rate:={rate}", "replan_every:=8")
+    proc = start_node(args, domain_id, log, f"fault:=delay:{args.delay}", f"control_rate:={rate}", "replan_every:=8",
+                      robot=robot)
     try:
         wait_driving(robot, proc, log)
         t0 = time.monotonic()

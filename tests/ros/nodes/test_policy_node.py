@@ -34,9 +34,9 @@ class FakeRobot:
 
     RATES = {"camera": 10.0, "imu": 50.0, "joint_states": 50.0}
 
-    def __init__(self, probe, encoding: str = "rgb8"):
+    def __init__(self, probe, encoding: str = "rgb8", size: tuple[int, int] = (64, 48)):
         self.probe, self.node = probe, probe.node
-        self.encoding = encoding
+        self.encoding, self.size = encoding, size
         self.lock = threading.Lock()
         self.commands: list[tuple[float, list[float]]] = []
         self.last_sent: dict[str, float] = {}
@@ -56,8 +56,9 @@ class FakeRobot:
 
     def _make(self, key):
         if key == "camera":
-            m = Image(height=48, width=64, encoding=self.encoding, step=64 * 3)
-            m.data = np.random.default_rng(0).integers(0, 255, 48 * 64 * 3, dtype=np.uint8).tobytes()
+            w, h = self.size
+            m = Image(height=h, width=w, encoding=self.encoding, step=w * 3)
+            m.data = np.random.default_rng(0).integers(0, 255, h * w * 3, dtype=np.uint8).tobytes()
             m.header.stamp = self.node.get_clock().now().to_msg()
             return m
         if key == "imu":
@@ -164,13 +165,16 @@ def test_drives_clamps_and_stops_on_stale_input_estop_and_exit(start_node, ros_n
 
 
 def test_bad_images_are_dropped_and_logged_once(start_node, ros_node):
-    robot = FakeRobot(ros_node, encoding="32FC1")
-    node = start_policy(start_node)
+    robot = FakeRobot(ros_node, size=(64, 48))
+    node = start_policy(start_node, "image_width:=80", "image_height:=60")    # this camera must be 80x60
     d = diagnostics(ros_node, lambda v: "dropped inputs" in v, timeout=60.0)
-    assert "unsupported encoding" in d["dropped inputs"] and d["state"] == "stale"
+    assert "size 64x48, dataset 80x60" in d["dropped inputs"] and d["state"] == "stale"
+    robot.size, robot.encoding = (80, 60), "32FC1"
+    diagnostics(ros_node, lambda v: "unsupported encoding" in v.get("dropped inputs", ""))
     time.sleep(1.0)
     assert all(c == ZERO for c in robot.since(0)) and node.alive()
-    assert node.log().count("image encoding '32FC1' is not supported") == 1
+    log = node.log()
+    assert log.count("image encoding '32FC1' is not supported") == 1 and log.count("image is 64x48") == 1, log
     robot.encoding = "rgb8"
     wait_until(lambda: any(moving(c) for c in robot.since(0)), 30.0, "driving on good images")
 
@@ -209,3 +213,24 @@ def test_a_model_that_cannot_be_loaded_stops_the_node_with_one_line(start_node):
     assert node.stop() == 1
     lines = [ln for ln in node.log().splitlines() if ln.strip()]
     assert len(lines) == 1 and "/no/such/checkpoint" in lines[0], lines
+
+
+def test_best_of_n_reports_the_candidates_scores(start_node, ros_node, tmp_path):
+    torch = pytest.importorskip("torch")
+    from gr00t_rlhf_train.model.policy import Gr00tPolicy
+    from gr00t_rlhf_train.model.reward_head import RewardHeadConfig
+    from gr00t_rlhf_train.model.reward_model import RewardModel
+
+    policy = Gr00tPolicy.from_config("tiny", seed=0)
+    torch.manual_seed(1)
+    head = RewardHeadConfig(kind="dit", horizon=2, action_horizon=4, num_layers=2, num_heads=2, head_dim=16,
+                            hidden_size=32)
+    policy_dir = policy.save_pretrained(tmp_path / "policy")
+    reward_dir = RewardModel.from_policy(policy, head).save_pretrained(tmp_path / "reward")
+    FakeRobot(ros_node)
+    start_node("policy_node", "--params-file", "config/policy.yaml", "-p", f"policy:={policy_dir}",
+               "-p", f"reward_model:={reward_dir}", "-p", "num_candidates:=4")
+    d = diagnostics(ros_node, lambda v: "candidate scores" in v, timeout=60.0)
+    scores = [float(s) for s in d["candidate scores"].split(", ")]
+    assert d["candidates"] == "4" and len(scores) == 4
+    assert scores[int(d["chosen candidate"])] == max(scores)
