@@ -161,6 +161,7 @@ class Controller:
         self._fault: str | None = None
         self._estop_latched = False
         self._estop_active = False
+        self._not_before = -math.inf        # chunks observed before this (an e-stop release) are dropped
         self._state, self._reason = STALE, "waiting for the first chunk"
 
     # ---- from the worker thread ----------------------------------------------------------------
@@ -189,8 +190,8 @@ class Controller:
             if not np.isfinite(a).all():
                 bad = int((~np.isfinite(a)).sum())
                 return self._set_fault(f"policy output is not finite ({bad} of {a.size} values NaN or inf)")
-            if self._estop_latched:
-                return None  # computed before the e-stop: never executed
+            if self._estop_latched or t0 < self._not_before:
+                return None  # observed before the e-stop was released: never executed
             traj = Trajectory(a, t0, self.cfg.dt, self.cfg.interpolation)
             if traj.at(now) is None:
                 self.counts.late += 1
@@ -230,14 +231,16 @@ class Controller:
                 return True
             return False
 
-    def reset_estop(self) -> tuple[bool, str]:
-        """Release a latched e-stop; refused while the e-stop is still true."""
+    def reset_estop(self, now: float) -> tuple[bool, str]:
+        """Release a latched e-stop; refused while the e-stop is still true. Only chunks observed from
+        ``now`` on are executed (none computed from an observation before the release)."""
         with self._lock:
             if self._estop_active:
                 return False, "e-stop is still true: release it (publish false) before resetting"
             if not self._estop_latched:
                 return True, "e-stop was not latched"
             self._estop_latched = False
+            self._not_before = now
             return True, "e-stop released: driving resumes with the next chunk"
 
     def chunk_index(self, now: float) -> int | None:

@@ -127,14 +127,16 @@ def test_estop_latches_until_an_explicit_reset_refused_while_true():
     c.on_chunk(ramp(1.0), 0.0, 0.0)
     assert c.estop(True)
     assert c.tick(0.1, []).state == ESTOP and not c.replan_due(0.1)
-    ok, why = c.reset_estop()
+    ok, why = c.reset_estop(0.15)
     assert not ok and "still true" in why
     c.estop(False)
     assert c.tick(0.2, []).state == ESTOP                   # released but still latched
     c.on_chunk(ramp(1.0), 0.2, 0.2)                         # computed before the reset: ignored
     assert c.tick(0.2, []).state == ESTOP
-    assert c.reset_estop()[0]
+    assert c.reset_estop(0.3)[0]
     assert c.tick(0.3, []).state == STALE                   # no old plan resumes
+    c.on_chunk(ramp(1.0), 0.25, 0.35)                       # observed before the release: dropped
+    assert c.tick(0.35, []).state == STALE
     c.on_chunk(ramp(1.0), 0.3, 0.3)
     assert c.tick(0.3, []).state == DRIVING
 

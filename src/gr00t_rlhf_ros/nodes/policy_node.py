@@ -168,7 +168,7 @@ class PolicyNode(Node):
                                       f"{self.get_fully_qualified_name()}/reset_estop is called")
 
     def _on_reset(self, request, response):
-        response.success, response.message = self.controller.reset_estop()
+        response.success, response.message = self.controller.reset_estop(time.monotonic())
         if response.success:
             self.get_logger().info(f"reset_estop: {response.message}")
         else:
