@@ -155,3 +155,56 @@ def test_wheel_speeds_to_twist_rep103():
     assert v == pytest.approx(0.07) and w == 0.0
     v, w = wheels_to_twist(-1.0, 1.0, 0.07, 0.3)            # right wheel forward: turn left (+z)
     assert v == 0.0 and w == pytest.approx(0.14 / 0.3)
+
+
+# ---- the inference thread (the real tiny policy, no ROS) ------------------------------------------
+def test_fault_parameter_values():
+    from gr00t_rlhf_ros.policy_worker import Fault
+
+    assert Fault.parse("none") == Fault() and Fault.parse("nan").kind == "nan"
+    assert Fault.parse("delay:0.3") == Fault("delay", 0.3) and Fault.parse("scale:10") == Fault("scale", 10.0)
+    for bad in ("delay", "delay:-1", "delay:x", "slow", "nan:1"):
+        with pytest.raises(ValueError, match="parameter fault"):
+            Fault.parse(bad)
+
+
+def test_the_worker_plans_on_the_latest_observation_and_nothing_queues():
+    pytest.importorskip("rclpy")
+    import time
+
+    from sensor_msgs.msg import Image, Imu, JointState
+    from std_msgs.msg import String
+
+    from gr00t_rlhf_ros.contract import load_contract
+    from gr00t_rlhf_ros.observation import ObservationBuilder, input_map
+    from gr00t_rlhf_ros.policy_worker import Fault, InferenceWorker
+    from gr00t_rlhf_train.inference import open_policy
+
+    runtime = open_policy("tiny", device="cpu")
+    s = runtime.spec
+    builder = ObservationBuilder(input_map(load_contract(), s.video_keys, s.state_keys, s.language_key))
+    ctrl = Controller(ControlConfig(replan_every=1))
+    reports = []
+    worker = InferenceWorker(runtime, builder, ctrl, 0.5, reports.append, Fault("delay", 0.3), seed=0)
+    used = []
+    step = worker.step
+    worker.step = lambda: used.append(builder.frame) or step()     # the newest frame when a call starts
+    img = Image(height=24, width=32, encoding="rgb8", step=96, data=bytes(24 * 96))
+    js = JointState(name=["left_wheel_joint", "right_wheel_joint"], velocity=[0.0, 0.0])
+    builder.on_task(String(data="Find Blue cube"), time.monotonic())
+    worker.start()
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < 1.5:                         # frames at 50 Hz, a model at > 300 ms
+            now = time.monotonic()
+            builder.on_camera(img, now)
+            builder.on_joint_states(js, now)
+            builder.on_imu(Imu(), now)
+            worker.wake()
+            time.sleep(0.02)
+    finally:
+        assert worker.stop(5.0)
+        runtime.close()
+    assert not reports and 2 <= worker.calls <= 5 and ctrl.counts.chunks == worker.calls
+    assert len(used) == worker.calls and all(b - a >= 10 for a, b in zip(used, used[1:]))   # frames skipped
+    assert worker.last.observation.frame >= used[-1]
