@@ -155,7 +155,8 @@ def bench_node(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench_reward_node_"))
     ckpt = save_checkpoint(args, tmp)
     node = spawn(node_argv("reward_node", "--params-file", str(REPO / "config/reward.yaml"),
-                           "-p", f"reward_model:={ckpt}", "-p", f"device:={args.device}"),
+                           "-p", f"reward_model:={ckpt}", "-p", f"device:={args.device}",
+                           "-p", f"torch_threads:={args.torch_threads}"),
                  ros_environment(domain), tmp, "reward_node")
     probe = RosTestNode(domain, "bench_robot")
     n = probe.node
@@ -255,6 +256,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=20.0, help="node mode: measured duration")
     ap.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false")
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="torch CPU threads (reward_node's torch_threads default; 0: torch's default)")
     ap.add_argument("--out", default="", help="write the JSON result here")
     args = ap.parse_args()
     args.width, args.height = (int(v) for v in args.camera.lower().split("x"))
@@ -267,6 +270,8 @@ def main() -> None:
     try:
         import torch
 
+        if args.torch_threads > 0:
+            torch.set_num_threads(args.torch_threads)
         if torch.cuda.is_available() and args.device != "cpu":
             result["gpu"] = torch.cuda.get_device_name(0)
         result["torch"] = torch.__version__

@@ -68,6 +68,9 @@ class RewardNode(Node):
         self.marker_height = float(p("marker_height", 0.6, _desc("marker height above the frame's origin, m")).value)
         self.marker_size = float(p("marker_size", 0.15, _desc("marker text height, m")).value)
         period = float(p("diagnostics_period", 1.0, _desc("/diagnostics publish period, s")).value)
+        threads = int(p("torch_threads", 1, _desc("CPU threads of a local model (0: torch's default, one per core); "
+                                                  "1 keeps it from starving the policy and the robot on a small "
+                                                  "CPU")).value)
         if not source.strip():
             raise ValueError("reward_node parameter reward_model: empty; give a reward model checkpoint directory "
                              "or tcp://HOST:PORT")
@@ -77,6 +80,12 @@ class RewardNode(Node):
                 raise ValueError(f"reward_node parameter {name}: {v!r} must be positive")
         if not self.marker_frame.strip():
             raise ValueError("reward_node parameter marker_frame: empty; give the robot's frame (e.g. base_link)")
+        if threads < 0:
+            raise ValueError(f"reward_node parameter torch_threads: {threads} must be >= 0 (0: torch's default)")
+        if threads > 0 and not source.startswith("tcp://"):
+            import torch  # the local runtime imports it anyway; a remote one needs no torch here
+
+            torch.set_num_threads(threads)
 
         self.reward = open_reward(source, device=device, cuda_graphs=cuda_graphs, timeout_s=timeout_s)
         self.source = source

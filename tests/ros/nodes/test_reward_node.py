@@ -199,11 +199,14 @@ def test_a_nan_model_publishes_nothing_and_says_why(start_node, ros_node, checkp
 def test_refuses_to_start_on_a_bad_checkpoint_with_one_line(start_node, tmp_path):
     (tmp_path / "empty").mkdir()
     procs = {"empty": start_node("reward_node", "-p", f"reward_model:={tmp_path / 'empty'}", name="empty"),
-             "unset": start_node("reward_node", name="unset")}
+             "unset": start_node("reward_node", name="unset"),
+             "threads": start_node("reward_node", "-p", f"reward_model:={tmp_path / 'empty'}", "-p", "torch_threads:=-1",
+                                   name="threads")}
     for name, p in procs.items():
         wait_until(lambda: not p.alive(), 60, f"reward_node ({name}) to exit")
         assert p.proc.returncode == 1, p.log()
         errors = [line for line in p.log().splitlines() if "error" in line]
-        assert len(errors) == 1 and ("reward_model" in errors[0] or "reward model" in errors[0]), p.log()
+        assert len(errors) == 1 and errors[0].startswith("[reward_node] error: "), p.log()
     assert str(tmp_path / "empty") in procs["empty"].log() and "Traceback" not in procs["empty"].log()
     assert "parameter reward_model: empty" in procs["unset"].log()
+    assert "parameter torch_threads: -1 must be >= 0" in procs["threads"].log()
