@@ -75,7 +75,7 @@ class RewardNode(Node):
             raise ValueError("reward_node parameter reward_model: empty; give a reward model checkpoint directory "
                              "or tcp://HOST:PORT")
         for name, v in (("timeout_s", timeout_s), ("history_seconds", history), ("diagnostics_period", period),
-                        ("marker_size", self.marker_size)):
+                        ("marker_size", self.marker_size), ("max_state_age", max_state_age)):
             if not v > 0:
                 raise ValueError(f"reward_node parameter {name}: {v!r} must be positive")
         if not self.marker_frame.strip():
