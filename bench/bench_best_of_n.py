@@ -111,6 +111,21 @@ def main(argv=None) -> int:
         print(f"N={n}", json.dumps(entry), flush=True)
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=1))
+    if device.type == "cuda" and graphs and any(n > 1 for n in counts):
+        # the CUDA-graph path against eager on the same observation history and seed (largest N)
+        n = max(counts)
+        fast = LocalPolicy(policy, reward, n, cuda_graphs=True)
+        slow = LocalPolicy(policy, reward, n, cuda_graphs=False)
+        h_fast, h_slow = fast.best_of_n.new_history(), slow.best_of_n.new_history()
+        for i in range(3):
+            a = fast.act_with_history(observation(i), 11, h_fast)
+            reward.model.use_cuda_graphs(False)
+            b = slow.act_with_history(observation(i), 11, h_slow)
+            reward.model.use_cuda_graphs(True)
+        result["graphs_vs_eager"] = {"n": n, "max_abs_diff_actions": float(np.abs(a.actions - b.actions).max()),
+                                     "max_abs_diff_scores": float(np.abs(a.scores - b.scores).max()),
+                                     "same_choice": a.chosen == b.chosen}
+        print("graphs vs eager", json.dumps(result["graphs_vs_eager"]), flush=True)
     base = result["results"].get("1", {}).get("chunk", {}).get("p50_ms")
     if base:
         for n, entry in result["results"].items():

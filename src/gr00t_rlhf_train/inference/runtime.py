@@ -206,15 +206,6 @@ class LocalReward:
             raise InferenceError(f"reward model {self.source or 'in memory'}: non-finite score {value}")
         return value
 
-    def score_batch(self, clips: dict) -> np.ndarray:
-        """A batch of B clips (frames [B, H, h, w, 3], states [B, H, dim], B instructions, actions [B, K, A])
-        -> scores [B] in one model call (used by best-of-N; the clips are not re-checked here)."""
-        try:
-            out = np.asarray(self.model.score(clips), dtype=np.float32).reshape(-1)
-        except Exception as e:  # noqa: BLE001
-            raise InferenceError(f"reward model {self.source or 'in memory'}: {one_line(e)}") from None
-        return out
-
     def close(self) -> None:
         self.model = None
 
