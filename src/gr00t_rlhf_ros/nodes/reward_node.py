@@ -22,6 +22,9 @@ from __future__ import annotations
 # first: lifecycle notes this process's parent before the slow rclpy imports (see die_with_parent)
 from gr00t_rlhf_ros import lifecycle  # isort: skip
 
+import contextlib
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -47,6 +50,23 @@ from gr00t_rlhf_train.inference import open_reward
 
 def _desc(text: str) -> ParameterDescriptor:
     return ParameterDescriptor(description=text)
+
+
+@contextlib.contextmanager
+def _stop_at_once_while_loading():
+    """Ctrl-C / SIGTERM while the model loads (seconds to tens of seconds on a busy CPU: torch, weights,
+    a remote server's connect timeout) exit at once: nothing is published or held yet. Outside this
+    block the normal stop path of ``lifecycle.run`` applies."""
+    def _exit(signum, frame):
+        print(f"[reward_node] {signal.Signals(signum).name} while loading the reward model: stopped", flush=True)
+        os._exit(0)
+
+    previous = {sig: signal.signal(sig, _exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class RewardNode(Node):
@@ -87,7 +107,9 @@ class RewardNode(Node):
 
             torch.set_num_threads(threads)
 
-        self.reward = open_reward(source, device=device, cuda_graphs=cuda_graphs, timeout_s=timeout_s)
+        self.get_logger().info(f"loading reward model {source}")
+        with _stop_at_once_while_loading():
+            self.reward = open_reward(source, device=device, cuda_graphs=cuda_graphs, timeout_s=timeout_s)
         self.source = source
         self.stream = RewardStream(StreamConfig(
             horizon=int(self.reward.horizon), frame_rate=float(self.reward.frame_rate),

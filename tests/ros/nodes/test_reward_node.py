@@ -210,3 +210,12 @@ def test_refuses_to_start_on_a_bad_checkpoint_with_one_line(start_node, tmp_path
     assert str(tmp_path / "empty") in procs["empty"].log() and "Traceback" not in procs["empty"].log()
     assert "parameter reward_model: empty" in procs["unset"].log()
     assert "parameter torch_threads: -1 must be >= 0" in procs["threads"].log()
+
+
+def test_ctrl_c_while_the_model_loads_stops_at_once(start_node, checkpoints):
+    node = start_node("reward_node", "-p", f"reward_model:={checkpoints['good']}")
+    wait_until(lambda: "loading reward model" in node.log() or not node.alive(), 60, "the model to start loading")
+    t0 = time.monotonic()
+    assert node.stop() == 0, node.log()
+    assert time.monotonic() - t0 < 5.0
+    assert "SIGINT while loading the reward model: stopped" in node.log()
