@@ -14,8 +14,11 @@ own process (``python -m gr00t_rlhf_ros.nodes.policy_node``) on a private ROS_DO
 
     MUJOCO_GL=osmesa .venv/bin/python bench/bench_policy_node.py                  # CPU, tiny
     python bench/bench_policy_node.py --device cuda --preset gr00t-n1-2b          # a GPU machine with ROS wheels
+    python bench/bench_policy_node.py --no-ros --device cuda --preset gr00t-n1-2b # a GPU machine without ROS
 
-Prints a table and writes --out (JSON). Needs rclpy (the node is a ROS node).
+Prints a table and writes --out (JSON). ``--no-ros`` runs the node's plain-Python path in this process
+instead (ObservationBuilder <- message-shaped objects, the inference thread, the Controller ticked by a
+thread at the control rate): the same numbers without DDS and the rclpy executor; needs no ROS at all.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--camera-size", default="320x240")
     p.add_argument("--skip-overhead", action="store_true")
     p.add_argument("--skip-jitter", action="store_true")
+    p.add_argument("--no-ros", action="store_true", help="the node's plain-Python path in this process, no DDS")
     p.add_argument("--out", default="", help="JSON results file")
     return p.parse_args(argv)
 
@@ -194,8 +198,119 @@ def jitter(args, robot: Robot, domain_id: int, tmp: Path, rate: float) -> dict:
             "inference_call_ms_p50": fnum(d.get("inference call ms p50"))}
 
 
+# ---- --no-ros: the node's plain-Python path in this process ---------------------------------------------
+class InProcess:
+    """ObservationBuilder + InferenceWorker + Controller as policy_node wires them, without rclpy.
+
+    Messages are message-shaped objects (the builder reads fields only); the camera, IMU and joint
+    streams and the control loop run as threads at their rates.
+    """
+
+    def __init__(self, args, width: int, height: int, control_rate: float, replan_every: int, fault: str):
+        from types import SimpleNamespace as NS
+
+        from gr00t_rlhf_ros.contract import load_contract
+        from gr00t_rlhf_ros.control import ControlConfig, Controller
+        from gr00t_rlhf_ros.observation import ObservationBuilder, input_map
+        from gr00t_rlhf_ros.policy_worker import Fault, InferenceWorker
+        from gr00t_rlhf_train.inference import open_policy
+
+        c = load_contract()
+        self.runtime = open_policy(args.preset, device=args.device)
+        spec = self.runtime.spec
+        self.cfg = ControlConfig(control_rate=control_rate, action_rate=c.dataset_fps, replan_every=replan_every,
+                                 max_wheel_speed=c.max_wheel_speed)
+        self.builder = ObservationBuilder(input_map(c, spec.video_keys, spec.state_keys, spec.language_key))
+        self.ctrl = Controller(self.cfg, spec.action_dim)
+        self.worker = InferenceWorker(self.runtime, self.builder, self.ctrl, self.cfg.input_timeout, print,
+                                      Fault.parse(fault), seed=0)
+        data = np.random.default_rng(0).integers(0, 255, width * height * 3, dtype=np.uint8).tobytes()
+        self.image = lambda stamp: NS(height=height, width=width, encoding="rgb8", step=width * 3, data=data,
+                                      header=NS(stamp=NS(sec=int(stamp), nanosec=int((stamp % 1) * 1e9))))
+        self.joints = NS(name=list(c.wheel_joints), velocity=[0.5, 0.4])
+        self.imu = NS(linear_acceleration=NS(x=0.1, y=0.0, z=0.0))
+        self.builder.on_task(NS(data="Find Blue cube"), time.monotonic())
+        self.stop = threading.Event()
+        self.ticks: list[float] = []
+        self.ready_ms: list[float] = []
+        self.command_ms: list[float] = []
+
+    def _every(self, period: float, fn) -> None:
+        t = time.monotonic()
+        while not self.stop.is_set():
+            fn()
+            t += period
+            self.stop.wait(max(0.0, t - time.monotonic()))
+
+    def _camera(self) -> None:
+        self.builder.on_camera(self.image(time.time()), time.monotonic())
+        self.worker.wake()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        cmd = self.ctrl.tick(now, self.builder.stale(now, self.cfg.input_timeout))
+        wall = time.time()
+        self.ticks.append(now)
+        r = cmd.first_of_chunk
+        if r is not None:
+            model = float(r.chunk.model_s)
+            self.ready_ms.append((r.ready_wall - r.observation.camera_stamp - model) * 1e3)
+            self.command_ms.append((wall - r.observation.camera_stamp - model) * 1e3)
+
+    def run(self, seconds: float, warmup: float) -> None:
+        threads = [threading.Thread(target=self._every, args=a, daemon=True) for a in
+                   ((0.1, self._camera), (0.01, lambda: self.builder.on_imu(self.imu, time.monotonic())),
+                    (0.02, lambda: self.builder.on_joint_states(self.joints, time.monotonic())),
+                    (1.0 / self.cfg.control_rate, self._tick))]
+        self.worker.start()
+        for t in threads:
+            t.start()
+        time.sleep(warmup)
+        self.ticks.clear(), self.ready_ms.clear(), self.command_ms.clear()
+        time.sleep(seconds)
+        self.stop.set()
+        self.worker.stop(10.0)
+        for t in threads:
+            t.join(5)
+        self.runtime.close()
+
+
+def no_ros(args) -> dict:
+    w, h = (int(v) for v in args.camera_size.lower().split("x"))
+    results = {"mode": "in-process (no ROS)", "preset": args.preset, "device": args.device, "duration_s": args.duration}
+    if not args.skip_overhead:
+        ip = InProcess(args, w, h, args.overhead_rate, 1, "delay:0")
+        ip.run(args.duration, warmup=10.0)
+        o = results["overhead"] = {
+            "ready_p50": float(np.percentile(ip.ready_ms, 50)), "ready_p99": float(np.percentile(ip.ready_ms, 99)),
+            "command_p50": float(np.percentile(ip.command_ms, 50)),
+            "command_p99": float(np.percentile(ip.command_ms, 99)), "chunks": len(ip.ready_ms)}
+        print(f"no-ROS overhead (replan_every 1, {o['chunks']} chunks): frame in -> chunk ready p50 {o['ready_p50']:.2f} "
+              f"/ p99 {o['ready_p99']:.2f} ms; -> first command (control {args.overhead_rate:g} Hz) p50 "
+              f"{o['command_p50']:.2f} / p99 {o['command_p99']:.2f} ms", flush=True)
+    if not args.skip_jitter:
+        results["jitter"] = []
+        for rate in (float(r) for r in args.rates.split(",")):
+            ip = InProcess(args, w, h, rate, 8, f"delay:{args.delay}")
+            ip.run(args.duration, warmup=5.0)
+            periods = np.diff(ip.ticks) * 1e3
+            j = {"rate_hz": rate, "period_ms_p50": float(np.percentile(periods, 50)),
+                 "period_ms_p99": float(np.percentile(periods, 99)), "period_ms_max": float(periods.max()),
+                 "jitter_ms_std": float(periods.std())}
+            results["jitter"].append(j)
+            print(f"no-ROS jitter at {rate:g} Hz, model +{args.delay * 1e3:.0f} ms: tick period p50 {j['period_ms_p50']:.2f} / "
+                  f"p99 {j['period_ms_p99']:.2f} / max {j['period_ms_max']:.2f} ms, std {j['jitter_ms_std']:.2f} ms",
+                  flush=True)
+    return results
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.no_ros:
+        results = no_ros(args)
+        if args.out:
+            Path(args.out).write_text(json.dumps(results, indent=2))
+        return 0
     w, h = (int(v) for v in args.camera_size.lower().split("x"))
     domain_id = 100 + os.getpid() % 100
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_policy_node_{os.getpid()}"
