@@ -115,7 +115,7 @@ def _values(value, key: str, shape: tuple, what: str = "observation") -> np.ndar
         a = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
         raise InferenceError(f"{what}[{key!r}]: expected numbers of shape {list(shape)}, got {type(value).__name__}") from None
-    if a.size != int(np.prod(shape)) or (a.ndim > 1 and a.shape != shape):
+    if a.shape != shape and tuple(d for d in a.shape if d != 1) != tuple(d for d in shape if d != 1):
         raise InferenceError(f"{what}[{key!r}]: expected shape {list(shape)}, got {list(a.shape)}")
     a = a.reshape(shape)
     if not np.isfinite(a).all():

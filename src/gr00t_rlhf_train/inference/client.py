@@ -116,10 +116,12 @@ class Connection:
             return header, out
 
     def close(self) -> None:
+        """Close the socket (idempotent); later requests raise InferenceError."""
         if getattr(self, "socket", None) is not None:
             self.socket.close(0)
             self.socket = None
-        self._ctx.term()
+        if not self._ctx.closed:
+            self._ctx.term()
 
 
 class _Remote:

@@ -142,6 +142,7 @@ class LocalReward:
         if not (isinstance(frame_rate, (int, float)) and np.isfinite(frame_rate) and frame_rate > 0):
             raise InferenceError(f"reward frame_rate = {frame_rate!r}: must be a positive number of Hz")
         self.model, self.source = model, source
+        self._head = model.head_config                     # horizon, actions, range (kept after close)
         self.frame_rate = float(frame_rate)
         self.spec = spec_from_processor(model.processor, image_size)
         self.device = next(model.parameters()).device
@@ -160,15 +161,15 @@ class LocalReward:
 
     @property
     def horizon(self) -> int:
-        return int(self.model.head_config.horizon)
+        return int(self._head.horizon)
 
     @property
     def action_horizon(self) -> int:
-        return int(getattr(self.model.head_config, "action_horizon", 0) or 0)
+        return int(getattr(self._head, "action_horizon", 0) or 0)
 
     @property
     def reward_range(self) -> tuple[float, float]:
-        lo, hi = self.model.head_config.reward_range
+        lo, hi = self._head.reward_range
         return float(lo), float(hi)
 
     def info(self) -> dict:
@@ -192,6 +193,8 @@ class LocalReward:
 
     def score(self, clip: dict) -> float:
         """Reward of one clip on the target's scale (InferenceError for a bad clip or a model failure)."""
+        if self.model is None:
+            raise InferenceError(f"reward model {self.source or 'in memory'}: the runtime is closed")
         clean = self.check(clip)
         return self._score_one(clean)
 
@@ -275,6 +278,8 @@ class LocalPolicy:
         None: the runtime's own."""
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise InferenceError(f"seed = {seed!r}: must be a non-negative integer or None")
+        if self.policy is None:
+            raise InferenceError(f"policy {self.source or 'in memory'}: the runtime is closed")
         clean = check_observation(self.spec, observation)
         t0 = time.perf_counter()
         try:

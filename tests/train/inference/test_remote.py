@@ -174,3 +174,13 @@ def test_remote_best_of_n_equals_local(policy_ckpt, reward_ckpt, thread_server, 
             assert a.chosen == b.chosen
     finally:
         remote.close()
+
+
+def test_serve_cli_refuses_a_bad_source_in_one_line(capsys):
+    from gr00t_rlhf_train.cli import main
+    assert main(["serve", "policy", "no/such/dir", "--device", "cpu", "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: serve policy: policy 'no/such/dir': neither a checkpoint directory nor a preset (")
+    assert err.endswith(") nor tcp://HOST:PORT") and "\n" not in err
+    assert main(["serve", "reward", "no/such/dir", "--device", "cpu"]) == 2
+    assert "reward model 'no/such/dir': not a reward-model checkpoint directory" in capsys.readouterr().err

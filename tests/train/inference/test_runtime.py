@@ -96,3 +96,21 @@ def test_reward_frame_rate_default(tiny_model, tmp_path):
     path = RewardModel.from_policy(tiny_model).save_pretrained(tmp_path / "rm")       # no training metadata
     r = LocalReward.open(str(path), device="cpu")
     assert r.frame_rate == DEFAULT_FRAME_RATE and r.action_horizon == 0 and r.spec.image_size is None
+
+
+def test_closed_runtime_refuses(policy_ckpt, obs):
+    rt = open_policy(str(policy_ckpt), device="cpu")
+    rt.close()
+    with pytest.raises(InferenceError, match="the runtime is closed"):
+        rt.act(obs(0))
+
+
+def test_state_shapes_accepted_and_refused(local_reward, clip):
+    c = clip()
+    c["state.left_wheel"] = c["state.left_wheel"].reshape(-1)               # [H] for a 1-value state: fine
+    local_reward.score(c)
+    c["state.left_wheel"] = np.zeros((1, 2), np.float32)                    # [1, H]: the same H values
+    local_reward.score(c)
+    c["state.left_wheel"] = np.zeros((4,), np.float32)
+    with pytest.raises(InferenceError, match=r"clip\['state.left_wheel'\]: expected shape \[2, 1\], got \[4\]"):
+        local_reward.score(c)
