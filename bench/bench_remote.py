@@ -113,7 +113,6 @@ def main(argv=None) -> int:
     result["local"] = {"wall": stats_ms(walls), "model": stats_ms(model)}
     print("local", json.dumps(result["local"]), flush=True)
     local.close()
-    del local
     if args.device.startswith("cuda"):
         torch.cuda.empty_cache()
 
