@@ -9,7 +9,7 @@ same pixels. Three elements, laid out from the image size (:func:`layout`), scal
   green at ``high``), on a dark background, with a white border;
 * the **value** as text right of the bar ("0.73"; "nan" if the value is not finite);
 * a **sparkline** at the bottom right: the rewards of the last ``window_s`` seconds
-  (:class:`RewardHistory`), time running left to right (``now`` at the right edge), the reward range
+  (``reward_scoring.RewardHistory``), time running left to right (``now`` at the right edge), the reward range
   bottom to top, on a dark background.
 
 The input image is never modified: :func:`draw_overlay` returns a new uint8 [H, W, 3] RGB array.
@@ -17,8 +17,6 @@ The input image is never modified: :func:`draw_overlay` returns a new uint8 [H, 
 from __future__ import annotations
 
 import math
-import threading
-from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -89,38 +87,11 @@ def layout(height: int, width: int) -> Layout:
                   spark=spark, thickness=max(1, round(s)))
 
 
-class RewardHistory:
-    """The (time, reward) pairs of the last ``window_s`` seconds, for the sparkline. Thread-safe."""
-
-    def __init__(self, window_s: float = 10.0, max_points: int = 2000):
-        if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s > 0):
-            raise ValueError(f"RewardHistory.window_s: {window_s!r} must be a positive number of seconds")
-        self.window_s = float(window_s)
-        self._points: deque[tuple[float, float]] = deque(maxlen=max_points)
-        self._lock = threading.Lock()
-
-    def add(self, t: float, value: float) -> None:
-        """Add a finite reward at time ``t`` (s); points older than the window are dropped."""
-        if not math.isfinite(value):
-            return
-        with self._lock:
-            if self._points and t < self._points[-1][0]:  # time went back (sim reset, bag loop): start over
-                self._points.clear()
-            self._points.append((float(t), float(value)))
-            while self._points and self._points[0][0] < t - self.window_s:
-                self._points.popleft()
-
-    def points(self) -> np.ndarray:
-        """[N, 2] (time, reward), oldest first."""
-        with self._lock:
-            return np.asarray(self._points, dtype=np.float64).reshape(-1, 2)
-
-
 def draw_overlay(image: np.ndarray, value: float, reward_range: tuple[float, float],
                  history: np.ndarray | None = None, now: float | None = None, window_s: float = 10.0) -> np.ndarray:
     """A copy of ``image`` (uint8 [H, W, 3] RGB) with the reward bar, value and sparkline drawn on it.
 
-    ``history``: [N, 2] (time, reward) points (:meth:`RewardHistory.points`), drawn over
+    ``history``: [N, 2] (time, reward) points (``RewardHistory.points()``), drawn over
     ``[now - window_s, now]`` (``now``: the newest point's time if None).
     """
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):

@@ -8,7 +8,8 @@ model or server error, a non-finite score: nothing is published for those), keep
 overlay's sparkline draws and the numbers the node's diagnostics report (:class:`ScoringStats`).
 
 Not thread-safe as a whole: one thread scores (the reward runtimes are single-threaded too);
-:class:`ScoringStats` and :class:`~gr00t_rlhf_ros.overlay.RewardHistory` may be read from another.
+:class:`ScoringStats` and :class:`RewardHistory` may be read from another. OpenCV is imported only
+to draw (the bench runs the scoring step on GPU machines that have no cv2).
 """
 from __future__ import annotations
 
@@ -18,10 +19,8 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from gr00t_rlhf_ros.overlay import RewardHistory, draw_overlay
 from gr00t_rlhf_ros.reward_stream import LANGUAGE_KEY, STATE_KEYS, VIDEO_KEY, Clip
 
 from gr00t_rlhf_train.inference import InferenceError, InferenceTimeout
@@ -38,6 +37,33 @@ class Outcome:
     value: float | None
     detail: str            # one line: why not published ("" when ok)
     latency_s: float       # time in ``reward.score``
+
+
+class RewardHistory:
+    """The (time, reward) pairs of the last ``window_s`` seconds, for the sparkline. Thread-safe."""
+
+    def __init__(self, window_s: float = 10.0, max_points: int = 2000):
+        if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s > 0):
+            raise ValueError(f"RewardHistory.window_s: {window_s!r} must be a positive number of seconds")
+        self.window_s = float(window_s)
+        self._points: deque[tuple[float, float]] = deque(maxlen=max_points)
+        self._lock = threading.Lock()
+
+    def add(self, t: float, value: float) -> None:
+        """Add a finite reward at time ``t`` (s); points older than the window are dropped."""
+        if not math.isfinite(value):
+            return
+        with self._lock:
+            if self._points and t < self._points[-1][0]:  # time went back (sim reset, bag loop): start over
+                self._points.clear()
+            self._points.append((float(t), float(value)))
+            while self._points and self._points[0][0] < t - self.window_s:
+                self._points.popleft()
+
+    def points(self) -> np.ndarray:
+        """[N, 2] (time, reward), oldest first."""
+        with self._lock:
+            return np.asarray(self._points, dtype=np.float64).reshape(-1, 2)
 
 
 class ScoringStats:
@@ -104,12 +130,20 @@ def check_spec(spec, source: str = "") -> tuple[int, int] | None:
 
 
 def resize_frames(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """Frames [H, h, w, 3] -> [H, size[0], size[1], 3], antialiased (cv2 INTER_AREA), like the frame cache
-    training read (whole frame resized); unchanged when ``size`` is None or already the frames' size."""
+    """Frames [H, h, w, 3] -> [H, size[0], size[1], 3]: the whole frame, antialiased, as the frame cache
+    training read was made (its own resize, through torch, when torch is here; else OpenCV's area
+    interpolation, e.g. on a robot that talks to a remote model). Unchanged when ``size`` is None or
+    already the frames' size."""
     if size is None or tuple(frames.shape[1:3]) == tuple(size):
         return frames
-    h, w = size
-    return np.stack([cv2.resize(np.ascontiguousarray(f), (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+    try:
+        from gr00t_rlhf_train.data.cache import resize_frames as cache_resize
+    except ImportError:                     # no torch (remote model): OpenCV
+        import cv2
+
+        h, w = size
+        return np.stack([cv2.resize(np.ascontiguousarray(f), (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+    return np.ascontiguousarray(cache_resize(frames, tuple(size)).permute(0, 2, 3, 1).numpy())   # [H, h, w, 3] uint8
 
 
 class RewardScorer:
@@ -152,6 +186,8 @@ class RewardScorer:
 
     def overlay(self, outcome: Outcome) -> np.ndarray:
         """The scored frame with the bar, value and sparkline (an ok outcome)."""
+        from gr00t_rlhf_ros.overlay import draw_overlay
+
         return draw_overlay(outcome.clip.image, outcome.value, self.reward_range, self.history.points(),
                             now=outcome.clip.stamp, window_s=self.history.window_s)
 

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from gr00t_rlhf_ros.overlay import RewardHistory, draw_overlay, fill_fraction, layout, reward_colour
+from gr00t_rlhf_ros.overlay import draw_overlay, fill_fraction, layout, reward_colour
+from gr00t_rlhf_ros.reward_scoring import RewardHistory
 
 
 def camera_image(h=240, w=320, seed=0) -> np.ndarray:
