@@ -247,6 +247,8 @@ def test_a_model_reading_other_keys_is_refused_and_frames_are_resized_to_the_tra
     frames = np.random.default_rng(0).integers(0, 256, (3, 240, 320, 3), dtype=np.uint8)
     small = resize_frames(frames, (96, 96))
     assert small.shape == (3, 96, 96, 3) and small.dtype == np.uint8
+    from gr00t_rlhf_train.data.cache import resize_frames as cache_resize     # exactly the training frames' resize
+    np.testing.assert_array_equal(small, cache_resize(frames, (96, 96)).permute(0, 2, 3, 1).numpy())
     assert resize_frames(frames, None) is frames
 
 
