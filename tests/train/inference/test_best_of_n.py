@@ -80,3 +80,16 @@ def test_refusals_at_open(policy_ckpt, tiny_model, tmp_path):
                             f"{no_actions} has none")
     with pytest.raises(InferenceError, match="num_candidates = 0"):
         open_policy(str(policy_ckpt), num_candidates=0, device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_equal_eager_on_gpu(policy_ckpt, reward_ckpt, obs):
+    fast = open_policy(str(policy_ckpt), reward_model=str(reward_ckpt), num_candidates=4, device="cuda")
+    slow = open_policy(str(policy_ckpt), reward_model=str(reward_ckpt), num_candidates=4, device="cuda",
+                       cuda_graphs=False)
+    h_fast, h_slow = fast.best_of_n.new_history(), slow.best_of_n.new_history()
+    for i in range(4):                                   # warm-up, capture, replays
+        a = fast.act_with_history(obs(i, stamp=0.2 * i), 5, h_fast)
+        b = slow.act_with_history(obs(i, stamp=0.2 * i), 5, h_slow)
+        np.testing.assert_allclose(a.actions, b.actions, atol=1e-2)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-2)
