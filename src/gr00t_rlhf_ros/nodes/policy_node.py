@@ -53,6 +53,11 @@ class PolicyNode(Node):
     def __init__(self):
         super().__init__("policy_node")
         self.contract = c = load_contract()
+        t = c.topic
+        # the wheels stop while the model loads (seconds for a 2B model): whatever drove them before is over
+        self.pub = self.create_publisher(Float64MultiArray, t("wheel_commands").name, profile(t("wheel_commands")))
+        self.twist_pub = None
+        self.send(0.0, 0.0)
         p = self.declare_parameter
         source = str(p("policy", "", _desc("policy: checkpoint directory, official GR00T N1 directory, preset "
                                            "('tiny', 'gr00t-n1-2b': random weights) or tcp://HOST:PORT")).value)
@@ -63,19 +68,19 @@ class PolicyNode(Node):
         device = str(p("device", "auto", _desc("torch device for a local model: auto (cuda if available), cpu, "
                                                "cuda, cuda:1")).value)
         cuda_graphs = bool(p("cuda_graphs", True, _desc("CUDA-graph fast path on a CUDA device")).value)
-        timeout_s = float(p("inference_timeout", 1.0, _desc("remote policy: a request with no reply in this "
-                                                            "time (s) is a fault (zero command)")).value)
+        timeout_s = self._float("inference_timeout", 1.0, _desc("remote policy: a request with no reply in this "
+                                                            "time (s) is a fault (zero command)"))
         self.cfg = ControlConfig(
-            control_rate=float(p("control_rate", 20.0, _desc("wheel_commands publish rate, Hz")).value),
-            action_rate=float(p("action_rate", c.dataset_fps, _desc("rate of the chunk's actions, Hz (the "
-                                                                    "training dataset's fps)")).value),
+            control_rate=self._float("control_rate", 20.0, _desc("wheel_commands publish rate, Hz")),
+            action_rate=self._float("action_rate", c.dataset_fps, _desc("rate of the chunk's actions, Hz (the "
+                                                                    "training dataset's fps)")),
             replan_every=int(p("replan_every", 8, _desc("actions of a chunk executed before the next chunk is "
                                                         "due (k)")).value),
             blend_steps=int(p("blend_steps", 4, _desc("actions over which the old chunk cross-fades into the new "
                                                       "one (0: switch at once)")).value),
             interpolation=str(p("interpolation", "linear", _desc("between two actions: linear or hold")).value),
-            input_timeout=float(p("input_timeout", c.command_timeout, _desc("a required input (camera, imu, "
-                                  "joint_states) older than this (s) stops the robot")).value),
+            input_timeout=self._float("input_timeout", c.command_timeout, _desc("a required input (camera, imu, "
+                                  "joint_states) older than this (s) stops the robot")),
             max_wheel_speed=c.max_wheel_speed,
         )
         task = str(p("task", "", _desc("instruction until one arrives on the task topic ('' : wait for it)")).value)
@@ -83,11 +88,11 @@ class PolicyNode(Node):
         height = int(p("image_height", 0, _desc("required camera height, pixels (0: any)")).value)
         self.publish_cmd_vel = bool(p("publish_cmd_vel", False, _desc("also publish cmd_vel "
                                                                       "(geometry_msgs/Twist, REP-103)")).value)
-        self.wheel_radius = float(p("wheel_radius", 0.07, _desc("wheel radius, m (cmd_vel)")).value)
-        self.wheel_separation = float(p("wheel_separation", 0.30, _desc("distance between the wheel centres, m "
-                                                                        "(cmd_vel)")).value)
+        self.wheel_radius = self._float("wheel_radius", 0.07, _desc("wheel radius, m (cmd_vel)"))
+        self.wheel_separation = self._float("wheel_separation", 0.30, _desc("distance between the wheel centres, m "
+                                                                        "(cmd_vel)"))
         seed = int(p("seed", -1, _desc("noise seed of every inference (-1: random)")).value)
-        diag_period = float(p("diagnostics_period", 1.0, _desc("/diagnostics period, s")).value)
+        diag_period = self._float("diagnostics_period", 1.0, _desc("/diagnostics period, s"))
         # dynamic typing: `-p fault:=nan` arrives as a double
         fault = Fault.parse(p("fault", "none", ParameterDescriptor(
             description="TEST ONLY, never on a robot: none, nan, delay:SECONDS, scale:FACTOR (docs/policy_node.md)",
@@ -107,7 +112,6 @@ class PolicyNode(Node):
                                    cuda_graphs=cuda_graphs, timeout_s=timeout_s)
         spec = self.runtime.spec
         self.cfg.check_horizon(spec.action_horizon)
-        t = c.topic
         self.topics = {k: self.resolve_topic_name(t(k).name) for k in ("camera", "imu", "joint_states", "task",
                                                                        "estop", "wheel_commands", "cmd_vel")}
         inputs = input_map(c, spec.video_keys, spec.state_keys, spec.language_key)
@@ -122,7 +126,6 @@ class PolicyNode(Node):
         self._last_state = None
         self._scores = None
 
-        self.pub = self.create_publisher(Float64MultiArray, t("wheel_commands").name, profile(t("wheel_commands")))
         self.twist_pub = (self.create_publisher(Twist, t("cmd_vel").name, profile(t("cmd_vel")))
                           if self.publish_cmd_vel else None)
         for key, cls, fn in (("camera", Image, self.builder.on_camera), ("imu", Imu, self.builder.on_imu),
@@ -144,6 +147,14 @@ class PolicyNode(Node):
             f"{self.topics['wheel_commands']} at {self.cfg.control_rate:g} Hz, replanning every "
             f"{self.cfg.replan_every} of {spec.action_horizon} actions ({self.cfg.action_rate:g} Hz)"
             + (f"; FAULT INJECTION (test only): {fault.kind} {fault.value:g}" if fault.kind != "none" else ""))
+
+    def _float(self, name: str, default: float, descriptor: ParameterDescriptor) -> float:
+        """A number parameter; ``-p control_rate:=30`` (an integer) is accepted too."""
+        descriptor.dynamic_typing = True
+        v = self.declare_parameter(name, float(default), descriptor).value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"policy_node parameter {name}: {v!r} must be a number")
+        return float(v)
 
     # ---- inputs ------------------------------------------------------------------------------------
     def _input(self, key: str, fn):

@@ -193,7 +193,7 @@ def test_a_model_slower_than_the_control_period(start_node, ros_node):
     # each chunk takes 1 s more: the 20 Hz commands keep flowing from the current chunk, which runs
     # out 1.6 s after its observation; the next arrives 2 s after: a stale gap, then driving again
     robot = FakeRobot(ros_node)
-    start_policy(start_node, "fault:=delay:1.0", "replan_every:=8", "control_rate:=20.0")
+    start_policy(start_node, "fault:=delay:1.0", "replan_every:=8", "control_rate:=20")  # an integer is fine
     wait_until(lambda: any(moving(c) for c in robot.since(0)), 60.0, "policy_node to drive")
     t = time.monotonic()
     time.sleep(4.0)
