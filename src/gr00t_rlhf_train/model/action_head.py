@@ -6,6 +6,14 @@ on the flow time, cross-attends to the backbone's vision-language tokens; the de
 output back to action velocities. Training: t = (s - Beta(a, b)) / s, x_t = (1 - t) noise + t action,
 target velocity = action - noise, MSE masked to the robot's real action dims. Inference: Euler
 integration from noise in ``num_inference_steps`` steps.
+
+Advantage conditioning (``ActionHeadConfig.advantage_conditioning``, stage 3 / RECAP style): a learned
+embedding of the condition {unconditioned, good, bad} is added to the DiT's timestep embedding (the
+AdaLayerNorm signal of every block). It starts at zero, so a policy that gains it behaves exactly as
+before until trained. Sampling conditions on a name (default: the config's ``default_condition``) with
+classifier-free guidance ``w`` (default ``default_guidance``): v = v_uncond + w (v_cond - v_uncond);
+w = 1 is the plain conditional velocity (one pass), other w run the conditional and unconditional
+halves as one doubled batch. Without the flag nothing of this exists (same modules, keys and outputs).
 """
 from __future__ import annotations
 
@@ -15,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configuration import ActionHeadConfig
-from .dit import DiT
+from .configuration import ADVANTAGE_CONDITIONS, ActionHeadConfig
+from .dit import DiT, TimestepEncoder
+
+UNCONDITIONED = ADVANTAGE_CONDITIONS.index("unconditioned")   # 0
 
 
 class CategorySpecificLinear(nn.Module):
@@ -69,6 +79,44 @@ class MultiEmbodimentActionEncoder(nn.Module):
         return self.W3(x, category)                                                     # [B, T, dim]
 
 
+class ConditionedTimestepEncoder(TimestepEncoder):
+    """The DiT's timestep encoder plus a learned advantage-condition embedding (rows: ADVANTAGE_CONDITIONS).
+
+    Takes the timestep buckets [B] (unconditioned) or [B, 2] (bucket, condition index): the DiT passes its
+    timestep argument straight to this encoder, so the condition travels with it and the DiT itself is
+    unchanged. The embedding starts at zero (the conditioned model starts as the unconditioned one)."""
+
+    def __init__(self, channels: int, dim: int):
+        super().__init__(channels, dim)
+        self.condition_embedding = nn.Embedding(len(ADVANTAGE_CONDITIONS), dim)
+        nn.init.zeros_(self.condition_embedding.weight)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        if t.ndim == 1:
+            t = torch.stack([t, torch.full_like(t, UNCONDITIONED)], dim=1)               # [B, 2]
+        temb = super().forward(t[:, 0])                                                  # [B, dim]
+        return temb + self.condition_embedding(t[:, 1]).to(temb.dtype)                  # [B, dim]
+
+
+def condition_index(condition: str) -> int:
+    """A condition name -> its embedding row; ValueError naming the allowed ones."""
+    if condition not in ADVANTAGE_CONDITIONS:
+        raise ValueError(f"condition = {condition!r}: allowed {ADVANTAGE_CONDITIONS}")
+    return ADVANTAGE_CONDITIONS.index(condition)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+               weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Flow-matching MSE over the real action dims: sum(w_b * mask * (pred - target)^2) / sum(mask).
+
+    pred, target, mask [B, T, A]; ``weights`` [B] per-sample (None: all 1, bit-identical to no weights)."""
+    mask = mask.to(pred.dtype)
+    sq = (pred - target) ** 2 * mask                                                     # [B, T, A]
+    if weights is not None:
+        sq = sq * weights.to(pred.dtype)[:, None, None]
+    return sq.sum() / mask.sum().clamp_min(1)
+
+
 class FlowMatchingActionHead(nn.Module):
     def __init__(self, config: ActionHeadConfig):
         super().__init__()
@@ -83,17 +131,51 @@ class FlowMatchingActionHead(nn.Module):
                                                            c.max_num_embodiments)
         self.action_decoder = CategorySpecificMLP(c.max_num_embodiments, c.hidden_size, c.hidden_size, c.action_dim)
         self.position_embedding = nn.Embedding(c.max_seq_len, c.input_embedding_dim)
+        if c.advantage_conditioning:
+            self.model.timestep_encoder = ConditionedTimestepEncoder(c.timestep_channels, c.input_embedding_dim)
+
+    @property
+    def conditioned(self) -> bool:
+        return isinstance(self.model.timestep_encoder, ConditionedTimestepEncoder)
+
+    def enable_advantage_conditioning(self) -> None:
+        """Add the (zero) condition embedding to a head built without it, keeping every trained weight;
+        sets ``config.advantage_conditioning``. A head that has it already is left as it is."""
+        if self.conditioned:
+            return
+        old = self.model.timestep_encoder
+        new = ConditionedTimestepEncoder(old.channels, old.timestep_embedder.linear_2.out_features)
+        new.timestep_embedder = old.timestep_embedder
+        ref = old.timestep_embedder.linear_2.weight
+        new.condition_embedding.to(device=ref.device, dtype=ref.dtype)
+        self.model.timestep_encoder = new
+        self.config.advantage_conditioning = True
+
+    def _timestep_input(self, t_bucket: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        """What the DiT gets as its timestep: the buckets [B], or (bucket, condition) [B, 2] when conditioned."""
+        if not self.conditioned:
+            if condition is not None:
+                raise ValueError("condition given, but this policy has no advantage conditioning "
+                                 "(ActionHeadConfig.advantage_conditioning = False)")
+            return t_bucket
+        if condition is None:
+            condition = torch.full_like(t_bucket, UNCONDITIONED)
+        return torch.stack([t_bucket, condition.to(t_bucket.device, torch.long)], dim=1)   # [B, 2]
 
     def velocity(self, features: torch.Tensor, features_mask: torch.Tensor, state: torch.Tensor,
-                 noisy_actions: torch.Tensor, t_bucket: torch.Tensor, embodiment_id: torch.Tensor) -> torch.Tensor:
-        """features [B, L, Dvl]; state [B, 1, S]; noisy_actions [B, T, A]; t_bucket [B] -> velocity [B, T, A]."""
+                 noisy_actions: torch.Tensor, t_bucket: torch.Tensor, embodiment_id: torch.Tensor,
+                 condition: torch.Tensor | None = None) -> torch.Tensor:
+        """features [B, L, Dvl]; state [B, 1, S]; noisy_actions [B, T, A]; t_bucket [B] -> velocity [B, T, A].
+
+        ``condition`` [B] condition indices (ADVANTAGE_CONDITIONS), only for a conditioned head (None there:
+        unconditioned)."""
         horizon = noisy_actions.shape[1]
         state_tokens = self.state_encoder(state, embodiment_id)                             # [B, 1, D]
         action_tokens = self.action_encoder(noisy_actions, t_bucket, embodiment_id)         # [B, T, D]
         positions = torch.arange(horizon, device=noisy_actions.device)
         action_tokens = action_tokens + self.position_embedding(positions).unsqueeze(0)     # [B, T, D]
         tokens = torch.cat([state_tokens, action_tokens], dim=1)                            # [B, 1+T, D]
-        out = self.model(tokens, features, t_bucket, features_mask)                         # [B, 1+T, hidden]
+        out = self.model(tokens, features, self._timestep_input(t_bucket, condition), features_mask)  # [B, 1+T, hidden]
         return self.action_decoder(out, embodiment_id)[:, -horizon:]                        # [B, T, A]
 
     def sample_time(self, batch: int, device: torch.device) -> torch.Tensor:
@@ -102,18 +184,29 @@ class FlowMatchingActionHead(nn.Module):
         beta = torch.distributions.Beta(torch.tensor(c.noise_beta_alpha), torch.tensor(c.noise_beta_beta))
         return ((c.noise_s - beta.sample((batch,))) / c.noise_s).to(device)                 # [B]
 
-    def loss(self, features: torch.Tensor, features_mask: torch.Tensor, state: torch.Tensor, actions: torch.Tensor,
-             action_mask: torch.Tensor, embodiment_id: torch.Tensor) -> torch.Tensor:
-        """Flow-matching loss; actions [B, T, A] normalised and padded, action_mask [B, T, A] (1 = real)."""
+    def flow_terms(self, features: torch.Tensor, features_mask: torch.Tensor, state: torch.Tensor,
+                   actions: torch.Tensor, embodiment_id: torch.Tensor,
+                   condition: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One flow-matching draw: noise and t, the noisy input and the predicted velocity.
+
+        -> {"pred", "target", "noisy" [B, T, A], "t_bucket" [B]} (the anchor of stage 3 reuses noisy/t_bucket)."""
         b = actions.shape[0]
         noise = torch.randn_like(actions)                                                   # [B, T, A]
         t = self.sample_time(b, actions.device).to(actions.dtype)                           # [B]
         noisy = (1 - t[:, None, None]) * noise + t[:, None, None] * actions                 # [B, T, A]
         target = actions - noise                                                            # [B, T, A]
         t_bucket = (t * self.config.num_timestep_buckets).long()                            # [B]
-        pred = self.velocity(features, features_mask, state, noisy, t_bucket, embodiment_id)  # [B, T, A]
-        mask = action_mask.to(pred.dtype)
-        return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp_min(1)
+        pred = self.velocity(features, features_mask, state, noisy, t_bucket, embodiment_id, condition)  # [B, T, A]
+        return {"pred": pred, "target": target, "noisy": noisy, "t_bucket": t_bucket}
+
+    def loss(self, features: torch.Tensor, features_mask: torch.Tensor, state: torch.Tensor, actions: torch.Tensor,
+             action_mask: torch.Tensor, embodiment_id: torch.Tensor, weights: torch.Tensor | None = None,
+             condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Flow-matching loss; actions [B, T, A] normalised and padded, action_mask [B, T, A] (1 = real);
+        ``weights`` [B] per-sample loss weights (reward-weighted FM; None = plain FM); ``condition`` [B]
+        advantage-condition indices (conditioned heads only)."""
+        terms = self.flow_terms(features, features_mask, state, actions, embodiment_id, condition)
+        return masked_mse(terms["pred"], terms["target"], action_mask, weights)
 
     def initial_noise(self, batch: int, device: torch.device, dtype: torch.dtype,
                       generator: torch.Generator | None = None) -> torch.Tensor:
@@ -124,17 +217,57 @@ class FlowMatchingActionHead(nn.Module):
                         dtype=torch.float32)
         return x.to(device=device, dtype=dtype)                                            # [B, T, A]
 
+    def sampling_condition(self, condition: str | None, guidance: float | None) -> tuple[int | None, float]:
+        """(condition name or None, guidance or None) -> (condition index or None, guidance): the config's
+        defaults for a conditioned head; a plain head takes neither (one-line ValueError)."""
+        c = self.config
+        if not self.conditioned:
+            if condition is not None or (guidance is not None and guidance != 1.0):
+                raise ValueError(f"condition = {condition!r}, guidance = {guidance!r}: this policy has no advantage "
+                                 "conditioning (train it with `train rl --method acfm`)")
+            return None, 1.0
+        name = c.default_condition if condition is None else condition
+        g = c.default_guidance if guidance is None else guidance
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 0:
+            raise ValueError(f"guidance = {g!r}: must be a finite number >= 0")
+        return condition_index(name), float(g)
+
+    def guided_velocity(self, features: torch.Tensor, features_mask: torch.Tensor, state: torch.Tensor,
+                        x: torch.Tensor, t_bucket: torch.Tensor, embodiment_id: torch.Tensor,
+                        condition: int | None, guidance: float) -> torch.Tensor:
+        """The sampling velocity [B, T, A]: plain, conditional (w = 1 or condition "unconditioned": one pass),
+        or classifier-free guided v_u + w (v_c - v_u) (both halves in one doubled batch)."""
+        if condition is None:
+            return self.velocity(features, features_mask, state, x, t_bucket, embodiment_id)
+        b = x.shape[0]
+        if guidance == 1.0 or condition == UNCONDITIONED or guidance == 0.0:
+            idx = UNCONDITIONED if guidance == 0.0 else condition
+            cond = torch.full((b,), idx, device=x.device, dtype=torch.long)
+            return self.velocity(features, features_mask, state, x, t_bucket, embodiment_id, cond)
+        cond = torch.cat([torch.full((b,), condition, device=x.device, dtype=torch.long),
+                          torch.full((b,), UNCONDITIONED, device=x.device, dtype=torch.long)])      # [2B]
+        v = self.velocity(torch.cat([features, features]), torch.cat([features_mask, features_mask]),
+                          torch.cat([state, state]), torch.cat([x, x]), torch.cat([t_bucket, t_bucket]),
+                          torch.cat([embodiment_id, embodiment_id]), cond)                          # [2B, T, A]
+        v_cond, v_uncond = v[:b], v[b:]
+        return v_uncond + guidance * (v_cond - v_uncond)                                           # [B, T, A]
+
     @torch.no_grad()
     def sample(self, features: torch.Tensor, features_mask: torch.Tensor, state: torch.Tensor,
                embodiment_id: torch.Tensor, num_steps: int | None = None,
-               generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Euler-integrate the flow from Gaussian noise (``noise`` [B, T, A], else drawn) -> normalised actions [B, T, A]."""
+               generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+               condition: str | None = None, guidance: float | None = None) -> torch.Tensor:
+        """Euler-integrate the flow from Gaussian noise (``noise`` [B, T, A], else drawn) -> normalised actions [B, T, A].
+
+        A conditioned head samples under ``condition`` (a name of ADVANTAGE_CONDITIONS) with classifier-free
+        ``guidance`` (defaults: the config's ``default_condition`` / ``default_guidance``)."""
         c = self.config
+        cond, g = self.sampling_condition(condition, guidance)
         steps = num_steps or c.num_inference_steps
         b = features.shape[0]
         x = noise if noise is not None else self.initial_noise(b, features.device, features.dtype, generator)
         dt = 1.0 / steps
         for k in range(steps):
             t_bucket = torch.full((b,), int(k / steps * c.num_timestep_buckets), device=x.device, dtype=torch.long)
-            x = x + dt * self.velocity(features, features_mask, state, x, t_bucket, embodiment_id)  # [B, T, A]
+            x = x + dt * self.guided_velocity(features, features_mask, state, x, t_bucket, embodiment_id, cond, g)
         return x

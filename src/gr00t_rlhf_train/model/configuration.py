@@ -9,8 +9,12 @@ names the field, the value and what is allowed.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+# the advantage conditions of ActionHeadConfig.advantage_conditioning, in embedding-row order
+ADVANTAGE_CONDITIONS = ("unconditioned", "good", "bad")
 
 
 class ConfigError(ValueError):
@@ -127,8 +131,23 @@ class ActionHeadConfig:
     noise_beta_alpha: float = 1.5
     noise_beta_beta: float = 1.0
     noise_s: float = 0.999
+    # advantage conditioning (stage 3, RECAP style): a learned {unconditioned, good, bad} embedding is added
+    # to the DiT's timestep embedding; off for every preset and for checkpoints written before it existed
+    advantage_conditioning: bool = False
+    default_condition: str = "good"  # what sampling conditions on when the caller does not say
+    default_guidance: float = 1.0    # classifier-free guidance w: v_uncond + w (v_cond - v_uncond); 1 = plain
 
     def __post_init__(self) -> None:
+        if not isinstance(self.advantage_conditioning, bool):
+            raise ConfigError(f"ActionHeadConfig.advantage_conditioning = {self.advantage_conditioning!r}: must be "
+                              "true or false")
+        if self.default_condition not in ADVANTAGE_CONDITIONS:
+            raise ConfigError(f"ActionHeadConfig.default_condition = {self.default_condition!r}: allowed "
+                              f"{ADVANTAGE_CONDITIONS}")
+        g = self.default_guidance
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 0:
+            raise ConfigError(f"ActionHeadConfig.default_guidance = {g!r}: must be a finite number >= 0")
+        self.default_guidance = float(g)
         _positive(self, "action_dim", "action_horizon", "max_state_dim", "hidden_size", "input_embedding_dim",
                   "backbone_embedding_dim", "max_num_embodiments", "num_layers", "num_heads", "head_dim",
                   "max_seq_len", "timestep_channels", "num_timestep_buckets", "num_inference_steps")

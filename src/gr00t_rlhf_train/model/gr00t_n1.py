@@ -36,23 +36,39 @@ class Gr00tN1(nn.Module):
         feats = self.backbone(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], graph_safe)
         return feats, batch["attention_mask"]
 
-    def loss(self, batch: dict) -> torch.Tensor:
-        """Flow-matching loss of one batch (needs ``action`` and ``action_mask``)."""
+    def loss(self, batch: dict, weights: torch.Tensor | None = None,
+             condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Flow-matching loss of one batch (needs ``action`` and ``action_mask``); ``weights`` [B] per-sample
+        loss weights (None: plain FM), ``condition`` [B] advantage-condition indices (conditioned heads)."""
         feats, mask = self.features(batch)
         return self.action_head.loss(feats, mask, batch["state"].to(feats.dtype), batch["action"].to(feats.dtype),
-                                     batch["action_mask"], batch["embodiment_id"])
+                                     batch["action_mask"], batch["embodiment_id"], weights=weights, condition=condition)
+
+    def flow_terms(self, batch: dict, condition: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One flow-matching draw on a batch: ``action_head.flow_terms`` plus the inputs it read
+        ("features", "features_mask", "state", "action_mask", "embodiment_id")."""
+        feats, mask = self.features(batch)
+        state = batch["state"].to(feats.dtype)
+        terms = self.action_head.flow_terms(feats, mask, state, batch["action"].to(feats.dtype),
+                                            batch["embodiment_id"], condition)
+        return terms | {"features": feats, "features_mask": mask, "state": state, "action_mask": batch["action_mask"],
+                        "embodiment_id": batch["embodiment_id"]}
 
     @torch.no_grad()
     def sample_actions(self, batch: dict, num_steps: int | None = None, generator: torch.Generator | None = None,
-                       noise: torch.Tensor | None = None, graph_safe: bool = False) -> torch.Tensor:
+                       noise: torch.Tensor | None = None, graph_safe: bool = False, condition: str | None = None,
+                       guidance: float | None = None) -> torch.Tensor:
         """-> normalised, padded action chunk [B, horizon, action_dim].
 
         ``noise`` [B, horizon, action_dim] is the flow's start (else drawn with ``generator``);
-        ``graph_safe`` runs the backbone without host reads (see ``EagleBackbone.forward``).
+        ``graph_safe`` runs the backbone without host reads (see ``EagleBackbone.forward``);
+        ``condition`` / ``guidance``: advantage condition and classifier-free guidance of a conditioned head
+        (None: the config's defaults).
         """
         feats, mask = self.features(batch, graph_safe)
         return self.action_head.sample(feats, mask, batch["state"].to(feats.dtype), batch["embodiment_id"],
-                                       num_steps=num_steps, generator=generator, noise=noise)
+                                       num_steps=num_steps, generator=generator, noise=noise, condition=condition,
+                                       guidance=guidance)
 
 
 def parameter_counts(model: nn.Module) -> "OrderedDict[str, int]":

@@ -3,6 +3,7 @@
     policy = Gr00tPolicy.from_pretrained("runs/sft/checkpoint-2000")   # or an official directory
     chunk = policy.get_action(obs, seed=0)      # {"action.wheel_commands": array [16, 2]}
     policy.use_cuda_graphs()                    # opt-in fast path on a GPU (see cuda_graph.py)
+    policy.get_action(obs, condition="good", guidance=2.0)   # advantage-conditioned policies (train rl --method acfm)
 
 The network, the processor (image size, prompt format, normalisation statistics, modality keys)
 and the tokenizer all come from the checkpoint, so nothing has to be configured by hand.
@@ -95,9 +96,37 @@ class Gr00tPolicy:
         self._graphed = GraphedFunction(self._graph_body, warmup=warmup) if enabled else None
         return self
 
-    def _graph_body(self, inputs: dict[str, torch.Tensor], num_steps: int) -> torch.Tensor:
+    def _graph_body(self, inputs: dict[str, torch.Tensor], num_steps: int, condition: str | None = None,
+                    guidance: float | None = None) -> torch.Tensor:
         batch = {k: v for k, v in inputs.items() if k != "noise"}
-        return self.model.sample_actions(batch, num_steps=num_steps, noise=inputs["noise"], graph_safe=True)
+        return self.model.sample_actions(batch, num_steps=num_steps, noise=inputs["noise"], graph_safe=True,
+                                         condition=condition, guidance=guidance)
+
+    @property
+    def advantage_conditioned(self) -> bool:
+        """Whether the action head takes an advantage condition (a ``train rl --method acfm`` policy)."""
+        return self.model.action_head.conditioned
+
+    def enable_advantage_conditioning(self, default_condition: str | None = None,
+                                      default_guidance: float | None = None) -> "Gr00tPolicy":
+        """Give the action head the (zero-initialised) advantage-condition embedding, keeping every weight, and
+        set the sampling defaults stored with the checkpoint (the config's ``default_condition`` /
+        ``default_guidance``). Until trained, the policy samples exactly as before."""
+        from .configuration import ActionHeadConfig
+
+        head = self.model.action_head
+        changes = {"advantage_conditioning": True}
+        if default_condition is not None:
+            changes["default_condition"] = default_condition
+        if default_guidance is not None:
+            changes["default_guidance"] = default_guidance
+        checked = ActionHeadConfig(**(head.config.__dict__ | changes)).__dict__   # one-line ConfigError, nothing changed
+        head.enable_advantage_conditioning()
+        for cfg in (head.config, self.model.config.action_head, self.processor.model_config.action_head):
+            cfg.__dict__.update(checked)
+        if self._graphed is not None:
+            self._graphed.reset()
+        return self
 
     def prepare(self, observation: dict) -> dict[str, torch.Tensor]:
         batch = self.processor(observation)
@@ -109,24 +138,34 @@ class Gr00tPolicy:
 
     @torch.no_grad()
     def sample_actions(self, batch: dict[str, torch.Tensor], num_steps: int | None = None,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+                       generator: torch.Generator | None = None, condition: str | None = None,
+                       guidance: float | None = None) -> torch.Tensor:
         """Tensor batch (from ``prepare``) -> normalised, padded chunk [B, T, A]; the CUDA graph when enabled
-        (which switches the model to eval mode: a graph cannot replay dropout)."""
-        if self._graphed is None:
-            return self.model.sample_actions(batch, num_steps=num_steps, generator=generator)
-        self.model.eval()
+        (which switches the model to eval mode: a graph cannot replay dropout). ``condition`` / ``guidance``:
+        see ``get_action``."""
         head = self.model.action_head
+        head.sampling_condition(condition, guidance)                     # bad values: one line, before any work
+        if self._graphed is None:
+            return self.model.sample_actions(batch, num_steps=num_steps, generator=generator, condition=condition,
+                                             guidance=guidance)
+        self.model.eval()
         ids = batch["input_ids"]                                                           # [B, L]
         noise = head.initial_noise(ids.shape[0], ids.device, self.model.backbone.linear.weight.dtype, generator)
         inputs = {k: batch[k] for k in GRAPH_KEYS} | {"noise": noise}
+        options = {} if condition is None and guidance is None else {"condition": condition, "guidance": guidance}
         return self._graphed(inputs, guard=weights_guard(self.model),
-                             num_steps=num_steps or head.config.num_inference_steps)
+                             num_steps=num_steps or head.config.num_inference_steps, **options)
 
     @torch.no_grad()
-    def get_action(self, observation: dict, num_steps: int | None = None, seed: int | None = None) -> dict[str, np.ndarray]:
+    def get_action(self, observation: dict, num_steps: int | None = None, seed: int | None = None,
+                   condition: str | None = None, guidance: float | None = None) -> dict[str, np.ndarray]:
         """-> {"action.<name>": [horizon, dim]} (or [B, horizon, dim] for a batched observation) in robot units.
 
         ``num_steps`` denoising steps (default: the config's, 4); the same ``seed`` gives the same chunk.
+        An advantage-conditioned policy samples under ``condition`` ("good", "bad" or "unconditioned") with
+        classifier-free ``guidance`` w (velocity = v_uncond + w (v_cond - v_uncond); 1 = plain conditional);
+        None takes the checkpoint's defaults (``ActionHeadConfig.default_condition`` / ``default_guidance``).
+        A plain policy takes neither (ValueError).
         """
         self.model.eval()
         language = next((observation[k] for k in LANGUAGE_KEYS if k in observation), "")
@@ -135,7 +174,8 @@ class Gr00tPolicy:
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
-        actions = self.sample_actions(batch, num_steps=num_steps, generator=generator)  # [B, T, A]
+        actions = self.sample_actions(batch, num_steps=num_steps, generator=generator, condition=condition,
+                                      guidance=guidance)                                 # [B, T, A]
         out = self.processor.decode_actions(actions)
         return out if batched else {k: v[0] for k, v in out.items()}
 
