@@ -58,12 +58,10 @@ class Robot:
     """Publishes what a robot does (camera 10 Hz rgb8 320x240, joint_states and imu 50 Hz, stamped now) from a
     thread; ``bad_images`` first sends images the node must drop."""
 
-    def __init__(self, probe):
+    def __init__(self, probe, namespace: str = "/"):
         self.node = probe.node
-        self.pubs = {"camera": self.node.create_publisher(Image, T("camera").name, profile(T("camera"))),
-                     "joint_states": self.node.create_publisher(JointState, T("joint_states").name,
-                                                                profile(T("joint_states"))),
-                     "imu": self.node.create_publisher(Imu, T("imu").name, profile(T("imu")))}
+        self.pubs = {key: self.node.create_publisher(kind, T(key).resolved(namespace), profile(T(key)))
+                     for key, kind in (("camera", Image), ("joint_states", JointState), ("imu", Imu))}
         self.stamps: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -123,16 +121,18 @@ def publish_task(probe, text=TASK):
     return pub
 
 
-def node_status(probe, predicate, timeout=30.0):
+def node_status(probe, predicate, timeout=30.0, name="/reward_node"):
     msg = wait_for(probe, diag.TOPIC, DiagnosticArray, diag.QOS,
-                   lambda m: any(s.name == "/reward_node" and predicate(s) for s in m.status), timeout=timeout)
-    return next(s for s in msg.status if s.name == "/reward_node")
+                   lambda m: any(s.name == name and predicate(s) for s in m.status), timeout=timeout)
+    return next(s for s in msg.status if s.name == name)
 
 
 def test_rewards_marker_and_overlay_flow_and_bad_input_is_dropped(start_node, ros_node, checkpoints):
     node = start_node("reward_node", "--params-file", "config/reward.yaml", "-p", f"reward_model:={checkpoints['good']}")
     robot = Robot(ros_node)
     robot.wait_subscribed()
+    status = node_status(ros_node, lambda s: s.message.startswith("no camera frames"))
+    assert status.level == diag.WARN and status.message == "no camera frames on /camera/image_raw"
     robot.bad_images()
     robot.start()
     try:
@@ -177,16 +177,17 @@ def test_rewards_marker_and_overlay_flow_and_bad_input_is_dropped(start_node, ro
 
 
 def test_a_nan_model_publishes_nothing_and_says_why(start_node, ros_node, checkpoints):
+    # in a robot's namespace: the node reads /robot1/..., its status is named /robot1/reward_node
     node = start_node("reward_node", "--params-file", "config/reward.yaml", "-p", f"reward_model:={checkpoints['nan']}",
-                      "-p", f"task:={TASK}")
-    robot = Robot(ros_node)
+                      "-p", f"task:={TASK}", "-r", "__ns:=/robot1")
+    robot = Robot(ros_node, "/robot1")
     robot.wait_subscribed()
     rewards = []
-    sub = ros_node.node.create_subscription(Float32, T("reward").name, lambda m: rewards.append(m.data),
+    sub = ros_node.node.create_subscription(Float32, T("reward").resolved("/robot1"), lambda m: rewards.append(m.data),
                                             profile(T("reward")))
     robot.start()
     try:
-        status = node_status(ros_node, lambda s: "not published" in s.message)
+        status = node_status(ros_node, lambda s: "not published" in s.message, name="/robot1/reward_node")
     finally:
         robot.stop()
     ros_node.node.destroy_subscription(sub)
