@@ -19,6 +19,8 @@ so call ``reset()`` after moving the model (``Gr00tPolicy.to`` and the guard bel
 """
 from __future__ import annotations
 
+import gc
+
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -103,6 +105,15 @@ class GraphedFunction:
                 self.fn(static, **options)
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            outputs = self.fn(static, **options)
+        # No garbage collection while capturing: a collected CUDAGraph (e.g. of a dropped runtime whose graphs
+        # sit in a reference cycle) resets itself, which CUDA refuses during a capture and the capture fails
+        # ("operation not permitted when stream is capturing"). torch.cuda.graph collects once on entry.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            with torch.cuda.graph(graph):
+                outputs = self.fn(static, **options)
+        finally:
+            if was_enabled:
+                gc.enable()
         return _Captured(graph, static, outputs)
