@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_reward_node.py --device cpu --preset tiny                 # both modes, this CPU
     PYTHONPATH=src python bench/bench_reward_node.py --device cuda --preset gr00t-n1-2b --modes runtime   # GPU, no ROS
 
-Two measurements, random weights (the preset; ``--checkpoint DIR`` loads a trained reward model instead):
+Two measurements, random weights (the preset with the head `train reward` makes by default: MLP, H = 4; ``--head``,
+``--horizon``, ``--action-horizon`` change it; ``--checkpoint DIR`` loads a trained reward model instead):
 
 * ``runtime`` — the node's scoring step alone, no ROS: a :class:`RewardStream` fed a 320x240 camera at
   ``--camera-rate``, then for each new frame: build its clip (H frames at 10 Hz + states), score it
@@ -47,18 +48,21 @@ def percentiles(ms: list[float]) -> dict:
 
 
 def build_reward_model(args):
-    """(RewardModel, dtype name): random weights of ``--preset`` with a DiT head of ``--horizon`` frames."""
+    """(RewardModel, dtype name): random weights of ``--preset`` with the head ``train reward`` makes for
+    ``--head`` / ``--horizon`` / ``--action-horizon`` (its other defaults)."""
     import torch
 
     from gr00t_rlhf_train.inference.runtime import resolve_device
     from gr00t_rlhf_train.model.policy import Gr00tPolicy
-    from gr00t_rlhf_train.model.reward_head import RewardHeadConfig
     from gr00t_rlhf_train.model.reward_model import RewardModel
+    from gr00t_rlhf_train.stages.reward import RewardConfig
 
     device, dtype = resolve_device(args.device)
+    head = RewardConfig(data="-", out_dir="-", horizon=args.horizon, head=args.head,
+                        action_horizon=args.action_horizon).head_config()
     with torch.device(device):
         policy = Gr00tPolicy.from_config(args.preset, tokenizer="tiny")
-        rm = RewardModel.from_policy(policy, RewardHeadConfig(kind="dit", horizon=args.horizon), tuning="frozen")
+        rm = RewardModel.from_policy(policy, head, tuning="frozen")
     del policy
     rm.to(dtype=dtype).eval()
     return rm, str(dtype).replace("torch.", "")
@@ -255,7 +259,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--preset", default="tiny", help="model preset with random weights: tiny or gr00t-n1-2b")
     ap.add_argument("--checkpoint", default="", help="a reward model checkpoint instead of the preset")
-    ap.add_argument("--horizon", type=int, default=4, help="reward horizon H (frames per clip) of the preset model")
+    ap.add_argument("--horizon", type=int, default=4, help="reward horizon H (frames per clip) of the preset model "
+                    "(train reward's default: 4)")
+    ap.add_argument("--head", default="mlp", choices=("mlp", "dit"), help="reward head (train reward's default: mlp)")
+    ap.add_argument("--action-horizon", type=int, default=0, help="K wheel commands the model reads (0: none)")
     ap.add_argument("--image-size", type=int, default=96, help="training image size the frames are resized to (0: none)")
     ap.add_argument("--camera", default="320x240", help="camera WxH")
     ap.add_argument("--camera-rate", type=float, default=30.0, help="camera frames per second")
@@ -274,6 +281,8 @@ def main() -> None:
     if unknown:
         ap.error(f"--modes: unknown {sorted(unknown)} (runtime, node)")
     result = {"host": platform.node(), "preset": args.preset, "checkpoint": args.checkpoint or None,
+              "head": None if args.checkpoint else args.head, "horizon": args.horizon,
+              "action_horizon": args.action_horizon,
               "camera": args.camera, "camera_rate_hz": args.camera_rate}
     try:
         import torch
