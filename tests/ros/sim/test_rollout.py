@@ -1,0 +1,136 @@
+"""In-process rollouts: lockstep batches, the expert and a policy as drivers, recording with the simulated human."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gr00t_rlhf_ros.recording import RecorderError
+from gr00t_rlhf_ros.sim.labeler import LabelerConfig
+from gr00t_rlhf_ros.sim.rollout import (ExpertDriver, PolicyDriver, RolloutConfig, read_sim_labels, rollout,
+                                        summarize)
+
+SMALL = (48, 64)   # camera (height, width): recording tests render every frame
+
+
+@pytest.fixture(scope="module")
+def tiny_policy():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    driver = PolicyDriver("tiny", device="cpu")
+    yield driver
+    driver.close()
+    torch.set_num_threads(threads)
+
+
+def test_expert_reaches_the_goal_and_metrics_make_sense():
+    res = rollout(ExpertDriver(), [(0, "Find Blue cube"), (1, "Find Green sphere")], RolloutConfig(max_seconds=20),
+                  batch_size=2)
+    for r in res:
+        assert r.success and r.end == "success"
+        assert 0 < r.time_to_goal == r.duration <= 20
+        assert r.final_distance <= 0.5
+        assert r.path_length > 0 and r.collisions == 0
+    s = summarize(res)
+    assert s["success_rate"] == 1.0 and s["episodes"] == 2
+
+
+def test_lockstep_batch_gives_the_same_episodes_as_one_by_one():
+    episodes = [(0, "Find Blue cube"), (3, "Find Red cylinder"), (5, "Find Green sphere")]
+    one = rollout(ExpertDriver(), episodes, RolloutConfig(max_seconds=15), batch_size=1)
+    three = rollout(ExpertDriver(), episodes, RolloutConfig(max_seconds=15), batch_size=3)
+    for a, b in zip(one, three):
+        assert (a.seed, a.task, a.success, a.time_to_goal, a.final_pose) == (b.seed, b.task, b.success, b.time_to_goal,
+                                                                             b.final_pose)
+
+
+def test_timeout_ends_an_episode():
+    (r,) = rollout(ExpertDriver(), [(0, "Find Blue cube")], RolloutConfig(max_seconds=1.0))
+    assert not r.success and r.end == "timeout" and r.duration == 1.0 and r.time_to_goal is None
+
+
+def test_policy_batch_is_one_model_call_per_replan(tiny_policy):
+    calls = tiny_policy.calls
+    res = rollout(tiny_policy, [(0, "Find Blue cube"), (1, "Find Red cylinder"), (2, "Find Blue cube")],
+                  RolloutConfig(max_seconds=2.0), batch_size=3)
+    made = tiny_policy.calls - calls
+    assert [r.inference_calls for r in res] == [made] * 3   # every replan: all three environments in one call
+    assert made == 3                                         # at 0, 0.75 and 1.5 s (replan_every 8, half-action slack)
+    assert all(r.late_renders == 0 for r in res)
+
+
+def test_policy_chunks_run_through_policy_nodes_controller(tiny_policy):
+    """Commands are the first chunk, interpolated at the 20 Hz control ticks, until the next chunk arrives."""
+    (r,) = rollout(tiny_policy, [(4, "Find Blue cube")], RolloutConfig(max_seconds=0.6, camera_size=SMALL), trace=True)
+    from gr00t_rlhf_ros.sim.robot import SimConfig, SimRobot
+    from gr00t_rlhf_ros.sim import messages as M
+
+    robot = SimRobot(seed=4, config=SimConfig(camera_width=SMALL[1], camera_height=SMALL[0]))
+    try:
+        frame = robot.render()
+    finally:
+        robot.close()
+    obs = {"video.ego_view": frame, "state.left_wheel": np.zeros(1, np.float32),
+           "state.right_wheel": np.zeros(1, np.float32), "state.acceleration": np.zeros(1, np.float32),
+           tiny_policy.spec.language_key: "Find Blue cube"}
+    assert M.Image.of(frame, 0.0).step == SMALL[1] * 3
+    (chunk,) = tiny_policy.act([obs], seed=0)
+    cmds = np.array(r.trace["commands"])
+    expected = [np.clip((chunk[i // 2] + chunk[i // 2 + 1]) / 2 if i % 2 else chunk[i // 2], -5, 5) for i in range(len(cmds))]
+    np.testing.assert_allclose(cmds[:, 1:], np.array(expected), atol=1e-4)
+
+
+def test_recorded_episode_with_a_noiseless_human_holds_the_truth(tmp_path):
+    from gr00t_rlhf_train.data.reader import LeRobotDataset
+
+    root = tmp_path / "ds"
+    res = rollout(ExpertDriver(), [(0, "Find Blue cube"), (2, "Find Red cylinder")],
+                  RolloutConfig(max_seconds=20, hold_after_success=1.0, camera_size=SMALL), batch_size=2, record=root,
+                  labeler=LabelerConfig())
+    assert [r.episode_index for r in res] == [0, 1]
+    ds = LeRobotDataset(root)
+    labels = read_sim_labels(root)
+    for r in res:
+        assert r.success and r.label_agreement == 1.0
+        row = labels[r.episode_index]
+        assert row["recorded"] == row["truth"]
+        assert abs(r.frames - (r.duration * 10 + 1)) <= 1
+        assert len(row["truth"]) == r.frames == ds.episodes[r.episode_index].length
+    assert set(labels[0]["truth"]) == {0, 1}                       # the expert turns on the spot first: "bad"
+    assert [t for t in json.loads((root / "meta" / "info.json").read_text())["features"]] == \
+        list(json.loads((root / "meta" / "info.json").read_text())["features"])
+    assert ds.vocabulary.texts == {0: "Doing bad", 1: "Doing good"}
+
+
+def test_noisy_scores_are_recorded_and_appending_needs_the_same_vocabulary(tmp_path):
+    root = tmp_path / "ds"
+    (r,) = rollout(ExpertDriver(), [(1, "Find Green sphere")], RolloutConfig(max_seconds=8, camera_size=SMALL),
+                   record=root, labeler=LabelerConfig(vocabulary="score", flip_prob=0.25, reaction_delay=0.3, seed=1))
+    row = read_sim_labels(root)[0]
+    assert set(row["recorded"]) <= set(range(-5, 6)) and r.label_agreement < 1.0
+    with pytest.raises(RecorderError, match="feedback vocabulary"):
+        rollout(ExpertDriver(), [(1, "Find Green sphere")], RolloutConfig(max_seconds=1, camera_size=SMALL),
+                record=root, labeler=LabelerConfig(vocabulary="binary"))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"batch_size": 0}, "batch_size 0 must be an integer >= 1"),
+    ({"episodes": [(-1, "Find Blue cube")]}, "episode seed -1"),
+    ({"episodes": [(0, " ")]}, "episode task"),
+    ({"episodes": [(0, "Find Purple unicorn")]}, "Purple unicorn"),
+])
+def test_bad_arguments_are_one_line(kwargs, match):
+    args = {"episodes": [(0, "Find Blue cube")], "batch_size": 1} | kwargs
+    with pytest.raises(ValueError, match=match) as e:
+        rollout(ExpertDriver(), args["episodes"], RolloutConfig(max_seconds=1), batch_size=args["batch_size"])
+    assert "\n" not in str(e.value)
+
+
+def test_bad_config_is_one_line():
+    with pytest.raises(ValueError, match="RolloutConfig.max_seconds: 0"):
+        RolloutConfig(max_seconds=0)
+    with pytest.raises(ValueError, match="RolloutConfig.policy_seed"):
+        RolloutConfig(policy_seed=-1)
