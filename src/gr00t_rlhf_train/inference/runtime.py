@@ -249,7 +249,9 @@ class LocalPolicy:
             reward = reward_model if isinstance(reward_model, LocalReward) else \
                 LocalReward.open(str(reward_model), device=str(policy.device), cuda_graphs=cuda_graphs,
                                  tokenizer=tokenizer)
-        return cls(policy, reward, n, cuda_graphs, None, str(source), getattr(reward, "source", ""))
+        size = ((meta.get("extra") or {}).get("sft") or {}).get("image_size")   # the frames it was trained on
+        return cls(policy, reward, n, cuda_graphs, tuple(size) if size else None, str(source),
+                   getattr(reward, "source", ""))
 
     def info(self) -> dict:
         return {"kind": "policy", "source": self.source, "device": str(self.device),

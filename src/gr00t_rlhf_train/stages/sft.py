@@ -378,7 +378,9 @@ def run_sft(cfg: SFTConfig, progress: bool = True) -> SFTSummary:
     counts = set_tuning(model, cfg)
 
     episodes = {str(c.path): {"train": tr, "val": va, "holdout": te} for c, tr, va, te in zip(caches, trains, vals, tests)}
-    extra = {"sft": cfg.to_dict() | {"episodes": episodes, "trainable": counts}}
+    # the frames' size and rate the policy learned from (inference resizes a camera frame to this size first)
+    extra = {"sft": cfg.to_dict() | {"episodes": episodes, "trainable": counts,
+                                     "image_size": list(caches[0].image_size), "fps": caches[0].fps}}
     evaluate = make_evaluate(val_ds, policy.processor, cfg.train.batch_size, cfg.val_samples, cfg.train.seed) \
         if len(val_ds) else None
     tc = cfg.train
