@@ -14,6 +14,7 @@ import importlib
 STAGE_MODULES = (
     "gr00t_rlhf_train.stages.sft",      # stage 1: flow-matching fine-tuning of the policy
     "gr00t_rlhf_train.stages.reward",   # stage 2: the reward model (part H2 owns stages/reward.py)
+    "gr00t_rlhf_train.stages.rl",       # stage 3: the policy optimised with the reward model (rwfm | acfm)
 )
 HELP = "train the policy (sft) or the reward model (reward); `train STAGE --help` lists a stage's flags"
 
