@@ -316,7 +316,8 @@ def training_scores(cfg: RLConfig, rm, caches, episodes: list[list[int]], out: P
                 if progress:
                     print(f"rl: reusing the scores in {data_file}", file=sys.stderr)
                 return {k: z[k] for k in ("score", "episode", "row", "source", "task")}
-    device = "cuda" if torch.cuda.is_available() and not cfg.train.cpu else "cpu"
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() and not cfg.train.cpu \
+        else "cpu"
     k = rm.head_config.action_horizon
     parts: dict[str, list] = {"score": [], "episode": [], "row": [], "source": [], "task": []}
     t0 = time.time()
@@ -337,10 +338,23 @@ def training_scores(cfg: RLConfig, rm, caches, episodes: list[list[int]], out: P
     result = {name: np.concatenate(v) for name, v in parts.items()}
     out.mkdir(parents=True, exist_ok=True)
     if _is_main():
-        np.savez(data_file, **result)
-        meta_file.write_text(json.dumps({"fingerprint": fp, "seconds": round(time.time() - t0, 2),
-                                         "device": device}, indent=1))
+        save_npz(data_file, result)
+        write_text(meta_file, json.dumps({"fingerprint": fp, "seconds": round(time.time() - t0, 2),
+                                          "device": device}, indent=1))
     return result
+
+
+def save_npz(path: Path, arrays: dict) -> None:
+    """numpy arrays -> ``path`` (no pickle), written beside and renamed: a reader never sees half a file."""
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def weigh(cfg: RLConfig, scores: dict) -> dict:
@@ -519,10 +533,10 @@ def train_rl(cfg: RLConfig, progress: bool = True) -> RLResult:
                             "delete it to score again")
     weighed = weigh(cfg, scores)
     if _is_main():
-        np.savez(out / SCORES_FILE, **{k: scores[k] for k in ("score", "episode", "row", "source", "task")},
-                 advantage=weighed["advantage"], weight=weighed["weight"], good=weighed["good"])
+        save_npz(out / SCORES_FILE, {k: scores[k] for k in ("score", "episode", "row", "source", "task")}
+                 | {k: weighed[k] for k in ("advantage", "weight", "good")})
         meta = json.loads((out / SCORES_META).read_text()) if (out / SCORES_META).is_file() else {}
-        (out / SCORES_META).write_text(json.dumps(meta | {"summary": weighed["summary"]}, indent=1))
+        write_text(out / SCORES_META, json.dumps(meta | {"summary": weighed["summary"]}, indent=1))
     demo_ds = None
     if demo_caches:
         demo_ds = torch.utils.data.ConcatDataset(
