@@ -39,7 +39,8 @@ import numpy as np
 FORMAT = "gr00t_rlhf_demo_models/1"
 ENV_DIR = "GR00T_RLHF_DEMO_MODELS"
 GOOD, BAD = 1, 0           # keys of the binary feedback vocabulary (the recorder's default)
-KINDS = ("expert", "wrong_goal", "perturbed")
+KINDS = ("expert", "noisy_expert", "wrong_goal", "perturbed")
+POLICY_KINDS = ("expert", "noisy_expert")   # what the policy imitates (the others are for the reward model)
 
 
 class DemoModelError(RuntimeError):
@@ -51,7 +52,9 @@ class DemoRecipe:
     """Everything that decides the demo models (its hash names the cache directory)."""
 
     tasks: tuple[str, ...] = ("Find Blue cube", "Find Green sphere", "Find Red cylinder")
-    expert_episodes: int = 24        # layout seeds 0.. ; tasks cycle (seed 0 gets the sim's default task)
+    expert_episodes: int = 16        # layout seeds 0.. ; tasks cycle (seed 0 gets the sim's default task)
+    noisy_expert_episodes: int = 16  # the same layouts again, noise on the executed command, the expert's recorded
+    noise: float = 1.5               # rad/s, std of that noise (DART: the policy sees how the expert recovers)
     wrong_goal_episodes: int = 6     # the expert drives to another goal object
     perturbed_episodes: int = 6      # the expert with bursts of random wheel speeds
     max_seconds: float = 30.0        # per episode
@@ -62,7 +65,7 @@ class DemoRecipe:
     progress_m: float = 0.05         # label "good": this much closer to the goal over the last second
     cache_size: int = 64             # frame cache side, pixels (the tiny preset's vision input is 56)
     policy_steps: int = 600
-    reward_steps: int = 300
+    reward_steps: int = 200
     batch_size: int = 32
     lr: float = 3e-3                 # the policy's peak rate (measured: 3e-3 x batch 32 reached a validation action
                                      # MSE of 1.5 where 1e-3 x batch 16 stayed at 10, worse than the mean action)
@@ -80,7 +83,8 @@ class DemoRecipe:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"DemoRecipe.{name}: {v!r} must be an integer >= 1")
-        for name in ("wrong_goal_episodes", "perturbed_episodes", "reward_action_horizon", "seed"):
+        for name in ("noisy_expert_episodes", "wrong_goal_episodes", "perturbed_episodes", "reward_action_horizon",
+                     "seed"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"DemoRecipe.{name}: {v!r} must be an integer >= 0")
@@ -227,6 +231,8 @@ def _episode_plan(recipe: DemoRecipe) -> list[tuple[str, int, str]]:
     """(kind, layout seed, task) of every episode, expert ones first."""
     tasks = recipe.tasks
     plan = [("expert", s, tasks[s % len(tasks)]) for s in range(recipe.expert_episodes)]
+    plan += [("noisy_expert", s % recipe.expert_episodes, tasks[(s % recipe.expert_episodes) % len(tasks)])
+             for s in range(recipe.noisy_expert_episodes)]
     n = recipe.expert_episodes
     plan += [("wrong_goal", n + i, tasks[i % len(tasks)]) for i in range(recipe.wrong_goal_episodes)]
     n += recipe.wrong_goal_episodes
@@ -254,6 +260,7 @@ def drive_episode(writer, recipe: DemoRecipe, index: int, kind: str, seed: int, 
     per_second = max(1, round(recipe.fps))
     distances, collided = [], []
     burst_until, burst_cmd, next_burst = -1.0, (0.0, 0.0), float(rng.uniform(1.0, 3.0))
+    noise, next_noise = np.zeros(2), 0.0
     t, next_frame, success_at, good, frames = 0.0, 0.0, None, 0, 0
     try:
         while t <= recipe.max_seconds + 1e-9:
@@ -263,13 +270,19 @@ def drive_episode(writer, recipe: DemoRecipe, index: int, kind: str, seed: int, 
                 steer = gt | {"goal": decoy.name, "goal_position": list(decoy.position), "success": False,
                               "around": None}
             command = expert.act(steer)
+            executed = command
+            if kind == "noisy_expert":  # noise held for 0.5 s: long enough to push the robot off the expert's path
+                if t >= next_noise:
+                    noise, next_noise = rng.normal(0, recipe.noise, 2), t + 0.5
+                lim = robot.config.max_wheel_speed
+                executed = tuple(float(np.clip(v + n, -lim, lim)) for v, n in zip(command, noise))
             if kind == "perturbed":
                 if t >= next_burst:
                     lim = robot.config.max_wheel_speed
                     burst_cmd = tuple(float(v) for v in rng.uniform(-lim, lim, 2))
                     burst_until, next_burst = t + float(rng.uniform(0.8, 2.0)), t + float(rng.uniform(2.5, 5.0))
                 if t < burst_until:
-                    command = burst_cmd
+                    command = executed = burst_cmd
             if next_frame <= t + 1e-9:  # a frame: what the robot saw and the command it got for it
                 distances.append(gt["goal_distance"])
                 collided.append(bool(gt["collision"]))
@@ -284,7 +297,7 @@ def drive_episode(writer, recipe: DemoRecipe, index: int, kind: str, seed: int, 
                 next_frame += dt_frame
             if success_at is not None and t - success_at >= recipe.hold_seconds:
                 break
-            robot.set_command(*command)
+            robot.set_command(*executed)
             t += dt_ctrl
             robot.step_to(t)
         index = ep.commit()
@@ -385,7 +398,7 @@ def _build(recipe: DemoRecipe, work: Path, log, t0: float) -> DemoModels:
     cpu = True  # the demo is made where it runs: the CPU keeps it identical on every machine
     log(f"demo models: training the policy (tiny preset, {recipe.policy_steps} steps, expert episodes only)")
     t1 = time.monotonic()
-    holdout = [e.index for e in episodes if e.kind != "expert"]
+    holdout = [e.index for e in episodes if e.kind not in POLICY_KINDS]
     sft = _train_policy(recipe, cache, work / "sft", holdout, cpu)
     policy_src = Path(sft.best_checkpoint or sft.checkpoint)
     shutil.copytree(policy_src, work / "policy", ignore=shutil.ignore_patterns("optimizer.safetensors", "rng_*",

@@ -67,17 +67,20 @@ def test_episodes_are_written_in_the_recorders_format_with_both_labels(tmp_path)
     from gr00t_rlhf_train.data.reader import LeRobotDataset
     from gr00t_rlhf_train.data.validate import validate
 
-    recipe = DemoRecipe(expert_episodes=1, wrong_goal_episodes=1, perturbed_episodes=0, max_seconds=6.0,
-                        image_size=(48, 64))
+    recipe = DemoRecipe(expert_episodes=1, noisy_expert_episodes=1, wrong_goal_episodes=1, perturbed_episodes=0,
+                        max_seconds=6.0, image_size=(48, 64))
     episodes = dm.record_demonstrations(tmp_path / "ds", recipe, log=lambda line: None)
-    assert [e.kind for e in episodes] == ["expert", "wrong_goal"]
+    assert [e.kind for e in episodes] == ["expert", "noisy_expert", "wrong_goal"]
+    assert [e.seed for e in episodes] == [0, 0, 1]          # the noisy expert drives the expert's layouts again
     report = validate(tmp_path / "ds")
     assert report.ok, report.errors
     ds = LeRobotDataset(tmp_path / "ds", warn=False)
     info = json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())
     assert info["fps"] == 10.0 and info["features"]["observation.images.ego_view"]["shape"] == [48, 64, 3]
-    expert, wrong = ds.episode(0), ds.episode(1)
+    expert, wrong = ds.episode(0), ds.episode(2)
     assert expert.task_texts[0] == "Find Blue cube" and len(wrong) == 61         # 6 s at 10 fps, never reached
     keys = np.concatenate([expert.feedback_keys, wrong.feedback_keys])
+    noisy = ds.episode(1)
+    assert not np.allclose(noisy.state[:20], expert.state[:20])   # the noise moved the robot differently
     assert set(keys.tolist()) == {BAD, GOOD}
     assert episodes[0].good > episodes[0].frames / 2 > 0                          # the expert mostly makes progress

@@ -28,7 +28,7 @@ from ros_harness import RosTestNode, next_domain_id, ros_environment, spawn, wai
 pytest.importorskip("rclpy")
 
 SEED = 1
-SMALL = dict(expert_episodes=3, wrong_goal_episodes=1, perturbed_episodes=1, max_seconds=8.0, image_size=(48, 64),
+SMALL = dict(expert_episodes=3, noisy_expert_episodes=1, wrong_goal_episodes=1, perturbed_episodes=1, max_seconds=8.0, image_size=(48, 64),
              policy_steps=30, reward_steps=30, batch_size=8, reward_horizon=2, eval_seeds=())
 
 
