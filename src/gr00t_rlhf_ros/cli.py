@@ -96,8 +96,8 @@ def register(sub) -> None:
     p.add_argument("--sim", dest="sim", action="store_true", default=True,
                    help="start the MuJoCo simulated robot (default)")
     p.add_argument("--no-sim", dest="sim", action="store_false",
-                   help="drive a real robot already on the graph (with --driver none and no --record nothing "
-                        "starts: it waits for Ctrl-C)")
+                   help="drive a real robot already on the graph: needs --policy CHECKPOINT (or --driver none: "
+                        "then with no --record nothing starts and it waits for Ctrl-C)")
     p.add_argument("--driver", default="policy", choices=list(DRIVERS),
                    help="who publishes wheel_commands: policy (default: policy_node), expert (the scripted "
                         "expert, needs --sim) or none")
