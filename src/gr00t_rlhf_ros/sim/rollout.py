@@ -545,14 +545,44 @@ def _run_batch(envs: list[_Env], driver, cfg: RolloutConfig, batch_seed: int) ->
                     e.recorder.poll(t)
 
 
+class RobotPool:
+    """Simulated robots kept between :func:`rollout` calls (a renderer costs ~0.25 s to create on a CPU).
+
+    One thread only (each robot's GL context belongs to the thread that rendered first). ``close()``
+    frees them; also a context manager.
+    """
+
+    def __init__(self):
+        self._robots: dict[SimConfig, list[SimRobot]] = {}
+
+    def get(self, n: int, config: SimConfig, seed: int) -> list[SimRobot]:
+        robots = self._robots.setdefault(config, [])
+        while len(robots) < n:
+            robots.append(SimRobot(seed=seed, task=None, config=config))
+        return robots[:n]
+
+    def close(self) -> None:
+        for robots in self._robots.values():
+            for r in robots:
+                r.close()
+        self._robots.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def rollout(driver, episodes: Sequence[tuple[int, str]], config: RolloutConfig | None = None, batch_size: int = 1,
             record: str | Path | None = None, labeler: LabelerConfig | None = None, trace: bool = False,
-            log=None) -> list[EpisodeResult]:
+            log=None, pool: RobotPool | None = None) -> list[EpisodeResult]:
     """Run ``episodes`` ((layout seed, task) each) with ``driver`` (:class:`ExpertDriver` or :class:`PolicyDriver`),
     ``batch_size`` environments at a time in lockstep -> one :class:`EpisodeResult` each, in order.
 
     ``record``: a dataset directory (created, or appended to if it matches) that gets every episode,
     labeled by a simulated human with ``labeler`` (without one the vocabulary's default key holds).
+    ``pool``: robots to reuse across calls (default: made for this call and closed at its end).
     """
     from gr00t_rlhf_train.feedback import BINARY
 
@@ -572,10 +602,11 @@ def rollout(driver, episodes: Sequence[tuple[int, str]], config: RolloutConfig |
         vocab = labeler.feedback_vocabulary() if labeler is not None else BINARY
         writer = open_dataset(record, contract.dataset_fps, tuple(cfg.camera_size), vocab, contract.robot_type)
         sink, labels_path = _Sink(writer), Path(record) / SIM_LABELS
-    robots = [SimRobot(seed=int(episodes[0][0]), task=None, config=cfg.sim_config())
-              for _ in range(min(batch_size, len(episodes)))]
+    own_pool = pool is None
+    pool = pool or RobotPool()
     results: list[EpisodeResult] = []
     try:
+        robots = pool.get(min(batch_size, len(episodes)), cfg.sim_config(), int(episodes[0][0]))
         for start in range(0, len(episodes), batch_size):
             part = episodes[start:start + batch_size]
             envs = [_Env(start + i, int(s), task, robots[i], cfg, driver, contract, sink, labeler, trace)
@@ -589,8 +620,8 @@ def rollout(driver, episodes: Sequence[tuple[int, str]], config: RolloutConfig |
                 log(f"rollout: episodes {start + 1}-{start + len(envs)} of {len(episodes)}: {ok}/{len(envs)} reached "
                     f"the goal ({time.perf_counter() - t0:.1f} s)")
     finally:
-        for r in robots:
-            r.close()
+        if own_pool:
+            pool.close()
         if sink is not None:
             sink.writer.close()
     return results
