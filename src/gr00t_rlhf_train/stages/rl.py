@@ -111,7 +111,7 @@ class RLConfig:
             wt.good_labels(np.zeros(2), self.label_threshold, self.label_quantile)
             wt.drop_conditions(torch.zeros(1, dtype=torch.long), self.cond_dropout)
         except wt.WeightingError as e:
-            raise RLConfigError(f"--{str(e).replace('_', '-')}") from None
+            raise bad(e.field.replace("_", "-"), e.value, e.why) from None
         from gr00t_rlhf_train.model.configuration import ADVANTAGE_CONDITIONS
         if self.sample_condition not in ADVANTAGE_CONDITIONS:
             raise bad("sample-condition", self.sample_condition, f"allowed {ADVANTAGE_CONDITIONS}")
@@ -360,7 +360,10 @@ def write_text(path: Path, text: str) -> None:
 def weigh(cfg: RLConfig, scores: dict) -> dict:
     """Advantages, weights and labels of the training samples -> arrays [N] + a summary."""
     groups = wt.baseline_groups(scores["episode"] + 1_000_000 * scores["source"], scores["task"], cfg.baseline)
-    adv = wt.advantages(scores["score"], groups)
+    try:
+        adv = wt.advantages(scores["score"], groups)
+    except wt.WeightingError as e:
+        raise RLConfigError(f"--reward-model {cfg.reward_model}: its scores of the data: {e}") from None
     weights = wt.sample_weights(adv, cfg.temperature, cfg.weight_clip, cfg.normalize)
     labels = wt.good_labels(adv, cfg.label_threshold, cfg.label_quantile)
     s = scores["score"]

@@ -29,13 +29,17 @@ UNCONDITIONED = ADVANTAGE_CONDITIONS.index("unconditioned")
 
 
 class WeightingError(ValueError):
-    """A weighting / labelling parameter is invalid (one line naming it)."""
+    """A weighting / labelling parameter is invalid (one line naming it): ``field``, ``value``, ``why``."""
+
+    def __init__(self, field: str, value, why: str):
+        super().__init__(f"{field} = {value!r}: {why}")
+        self.field, self.value, self.why = field, value, why
 
 
 def baseline_groups(episodes: np.ndarray, tasks: list[str] | np.ndarray, baseline: str) -> np.ndarray:
     """The baseline group of every sample: its task (instruction), its episode, or one group for all -> [N] int."""
     if baseline not in BASELINES:
-        raise WeightingError(f"baseline = {baseline!r}: allowed {BASELINES}")
+        raise WeightingError("baseline", baseline, f"allowed {BASELINES}")
     n = len(episodes)
     if baseline == "global":
         return np.zeros(n, np.int64)
@@ -48,9 +52,9 @@ def advantages(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """A = score minus the mean score of the sample's group -> [N] float64."""
     s = np.asarray(scores, np.float64)
     if s.ndim != 1 or len(s) != len(groups):
-        raise WeightingError(f"scores: expected [N] with N = {len(groups)}, got {list(s.shape)}")
+        raise WeightingError("scores", list(s.shape), f"expected [N] with N = {len(groups)}")
     if not np.isfinite(s).all():
-        raise WeightingError(f"scores: {int((~np.isfinite(s)).sum())} non-finite value(s)")
+        raise WeightingError("scores", f"{int((~np.isfinite(s)).sum())} non-finite", "every score must be finite")
     g = np.asarray(groups)
     sums = np.bincount(g, weights=s)
     counts = np.bincount(g)
@@ -60,11 +64,11 @@ def advantages(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
 def check_weighting(temperature: float, clip: float, normalize: str) -> None:
     for name, v in (("temperature", temperature), ("weight_clip", clip)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise WeightingError(f"{name} = {v!r}: must be a finite number > 0")
+            raise WeightingError(name, v, "must be a finite number > 0")
     if clip < 1:
-        raise WeightingError(f"weight_clip = {clip!r}: must be >= 1 (it caps exp(A / temperature))")
+        raise WeightingError("weight_clip", clip, "must be >= 1 (it caps exp(A / temperature))")
     if normalize not in NORMALIZATIONS:
-        raise WeightingError(f"normalize = {normalize!r}: allowed {NORMALIZATIONS}")
+        raise WeightingError("normalize", normalize, f"allowed {NORMALIZATIONS}")
 
 
 def sample_weights(adv: np.ndarray, temperature: float, clip: float, normalize: str = "data") -> np.ndarray:
@@ -93,10 +97,10 @@ def good_labels(adv: np.ndarray, threshold: float | None = 0.0, quantile: float 
     a = np.asarray(adv, np.float64)
     if quantile is not None:
         if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0 < quantile < 1:
-            raise WeightingError(f"label_quantile = {quantile!r}: must be in (0, 1)")
+            raise WeightingError("label_quantile", quantile, "must be in (0, 1)")
         return a >= np.quantile(a, quantile)
     if threshold is None or not math.isfinite(threshold):
-        raise WeightingError(f"label_threshold = {threshold!r}: must be a finite number (or give label_quantile)")
+        raise WeightingError("label_threshold", threshold, "must be a finite number (or give label_quantile)")
     return a > threshold
 
 
@@ -108,7 +112,7 @@ def condition_indices(labels: np.ndarray) -> np.ndarray:
 def drop_conditions(conditions: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Each condition replaced by "unconditioned" with probability ``p`` (classifier-free guidance training)."""
     if not 0.0 <= p < 1.0:
-        raise WeightingError(f"cond_dropout = {p!r}: must be a probability in [0, 1)")
+        raise WeightingError("cond_dropout", p, "must be a probability in [0, 1)")
     if p == 0:
         return conditions
     keep = torch.rand(conditions.shape, generator=generator, device="cpu" if generator is None else generator.device)

@@ -263,7 +263,7 @@ def test_errors(cache, checkpoints, tmp_path, capsys):
     # settings
     err = cli_error(capsys, "--policy", str(checkpoints["sft"]), "--reward-model", str(checkpoints["rm"]), *common,
                     "--temperature", "0")
-    assert "--temperature = 0.0: must be a finite number > 0" in err
+    assert "--temperature 0.0: must be a finite number > 0" in err
     err = cli_error(capsys, "--policy", str(checkpoints["sft"]), "--reward-model", str(checkpoints["rm"]), *common,
                     "--demo-fraction", "0.2")
     assert "needs --demos" in err
