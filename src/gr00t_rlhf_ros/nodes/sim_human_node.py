@@ -50,6 +50,19 @@ _DESCRIPTIONS = {
 }
 
 
+def _typed(name: str, value, default):
+    """A parameter's value as its LabelerConfig field's type; ValueError naming the parameter otherwise."""
+    if isinstance(default, str):
+        return str(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"sim_human_node parameter {name}: {value!r} must be a number")
+    if isinstance(default, int):
+        if value != int(value):
+            raise ValueError(f"sim_human_node parameter {name}: {value!r} must be an integer")
+        return int(value)
+    return float(value)
+
+
 class SimHumanNode(Node):
     def __init__(self):
         super().__init__("sim_human_node")
@@ -58,8 +71,10 @@ class SimHumanNode(Node):
         values = {}
         for f in fields(LabelerConfig):
             default = getattr(defaults, f.name)
-            values[f.name] = self.declare_parameter(f.name, default,
-                                                    ParameterDescriptor(description=_DESCRIPTIONS[f.name])).value
+            # dynamic typing: `-p flip_prob:=1` arrives as an integer, `-p vocabulary:=5` as one too
+            value = self.declare_parameter(f.name, default, ParameterDescriptor(
+                description=_DESCRIPTIONS[f.name], dynamic_typing=True)).value
+            values[f.name] = _typed(f.name, value, default)
         self.config = LabelerConfig(**values)   # ValueError naming the field: one line at start
         self.human = SimulatedHuman(self.config)
         t = c.topic

@@ -52,6 +52,28 @@ def test_timeout_ends_an_episode():
     assert not r.success and r.end == "timeout" and r.duration == 1.0 and r.time_to_goal is None
 
 
+class StraightAhead:
+    """A driver that only drives straight at full speed (into whatever is in front)."""
+
+    kind = "expert"
+
+    def make(self, robot):
+        return self
+
+    def act(self, gt):
+        return 5.0, 5.0
+
+    def close(self):
+        pass
+
+
+def test_a_collision_can_end_an_episode():
+    (r,) = rollout(StraightAhead(), [(0, "Find Blue cube")], RolloutConfig(max_seconds=30, stop_on_collision=True))
+    assert r.end == "collision" and r.collisions == 1 and r.duration < 30 and not r.success
+    (r,) = rollout(StraightAhead(), [(0, "Find Blue cube")], RolloutConfig(max_seconds=r.duration + 2))
+    assert r.end == "timeout" and r.collisions >= 1
+
+
 def test_policy_batch_is_one_model_call_per_replan(tiny_policy):
     calls = tiny_policy.calls
     res = rollout(tiny_policy, [(0, "Find Blue cube"), (1, "Find Red cylinder"), (2, "Find Blue cube")],

@@ -112,3 +112,16 @@ def test_labeled_episode_over_dds_equals_the_in_process_one(start_node, ros_node
     print(report)
     assert agree >= 0.9 and not far, report
     assert abs(len(ka) - len(kb)) <= 10, (len(ka), len(kb))
+
+
+@pytest.mark.parametrize("arg,line", [
+    ("flip_prob:=2", "LabelerConfig.flip_prob: 2.0 must be a probability in [0, 1]"),
+    ("vocabulary:=nope", "LabelerConfig.vocabulary: feedback vocabulary 'nope'"),
+    ("seed:=1.5", "sim_human_node parameter seed: 1.5 must be an integer"),
+])
+def test_bad_parameter_stops_the_node_with_one_line(start_node, arg, line):
+    node = start_node("sim_human_node", "-p", arg)
+    wait_until(lambda: not node.alive(), 60, "sim_human_node to exit")
+    assert node.proc.returncode == 1
+    errors = [ln for ln in node.log().splitlines() if "error" in ln]
+    assert len(errors) == 1 and line in errors[0], node.log()
