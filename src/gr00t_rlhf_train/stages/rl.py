@@ -479,7 +479,8 @@ def make_reward_evaluate(rm, policy_samples, clips, processor, batch_size: int, 
         if not len(idx) or not k:
             return {}
         device = next(model.parameters()).device
-        rm.to(device)
+        if next(rm.parameters()).device != device:
+            rm.to(device)                       # stays there: moving a 2B model every evaluation costs seconds
         mine = []
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
@@ -492,7 +493,6 @@ def make_reward_evaluate(rm, policy_samples, clips, processor, batch_size: int, 
                 mine.append(np.asarray(rm.score(clip | {ACTIONS: chunk[:, :k]})).reshape(-1))
                 if len(recorded) < len(batches):
                     recorded.append(float(np.mean(rm.score(clip))))
-        rm.to("cpu")
         return {"val_reward": float(np.concatenate(mine).mean()), "val_reward_recorded": float(np.mean(recorded))}
 
     return evaluate
