@@ -156,3 +156,16 @@ def test_bad_config_is_one_line():
         RolloutConfig(max_seconds=0)
     with pytest.raises(ValueError, match="RolloutConfig.policy_seed"):
         RolloutConfig(policy_seed=-1)
+
+
+def test_rollouts_and_the_labeler_need_no_ros():
+    """They run on a GPU machine without ROS: importing them must not import rclpy or any message package."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "for m in ('rclpy', 'sensor_msgs', 'std_msgs', 'std_srvs', 'rosidl_runtime_py'):\n"
+            "    sys.modules[m] = None\n"
+            "import gr00t_rlhf_ros.sim.labeler, gr00t_rlhf_ros.sim.rollout\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
