@@ -6,6 +6,7 @@ Nothing here imports rclpy at module level.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -62,11 +63,20 @@ def _drive(args) -> int:
     if opts.needs_demo_models:
         from gr00t_rlhf_ros.demo_models import DemoModelError, ensure
 
+        def interrupted(*_):
+            raise KeyboardInterrupt
+        previous = signal.signal(signal.SIGTERM, interrupted)   # SIGTERM too: the half-built models are removed
         try:
             models = ensure(root=args.demo_models, rebuild=args.rebuild_models)
         except DemoModelError as e:
             print(f"gr00t-rlhf drive: {e}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("gr00t-rlhf drive: interrupted while making the demo models; nothing was cached (the next run "
+                  "starts them again)", file=sys.stderr)
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         print(f"gr00t-rlhf drive: demo models {models.root} (policy {models.policy.name}/, reward model "
               f"{models.reward.name}/; --rebuild-models makes them anew)", file=sys.stderr, flush=True)
         opts = with_demo_models(opts, str(models.policy), str(models.reward))
