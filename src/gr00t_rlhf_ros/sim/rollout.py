@@ -64,7 +64,7 @@ class RolloutConfig:
     control: ControlConfig = field(default_factory=ControlConfig)   # policy_node's control loop
     worker_poll: float = 0.05            # the inference worker re-checks this often between frames
     inference_latency: float = 0.0       # simulated seconds from observation to chunk
-    policy_seed: int | None = 0          # noise seed of every inference (policy_node's seed); None: per call
+    policy_seed: int | None = 0          # noise seed of every inference (policy_node's seed); None: per episode and time
     sim: SimConfig | None = None         # None: SimConfig() with camera_size
 
     def __post_init__(self):
@@ -169,13 +169,20 @@ class PolicyDriver:
     def device(self) -> str:
         return str(getattr(self.model, "device", "remote"))
 
-    def act(self, observations: list[dict], seed: int | None) -> list[np.ndarray]:
-        """Observations (policy_node's snapshots) -> one chunk [T, A] each, in one model call when batched."""
+    def act(self, observations: list[dict], seeds: list[int | None]) -> list[np.ndarray]:
+        """Observations (policy_node's snapshots) -> one chunk [T, A] each, in one model call when batched.
+
+        ``seeds[b]`` seeds observation b's noise as ``get_action(obs, seed=seeds[b])`` would alone, so an
+        environment's chunk does not depend on the batch it is in (except with CUDA graphs, where the
+        batch draws its noise from ``seeds[0]``).
+        """
         from gr00t_rlhf_train.inference.api import STAMP_KEY, InferenceError, check_observation, one_line
 
+        if len(seeds) != len(observations):
+            raise ValueError(f"PolicyDriver.act: {len(seeds)} seeds for {len(observations)} observations")
         self.calls += 1
         if self.model is None:
-            return [np.asarray(self.runtime.act(o, seed=seed).actions, np.float32) for o in observations]
+            return [np.asarray(self.runtime.act(o, seed=s).actions, np.float32) for o, s in zip(observations, seeds)]
         clean = [{k: v for k, v in check_observation(self.spec, o).items() if k != STAMP_KEY} for o in observations]
         spec, n = self.spec, len(clean)
         if n == 1:
@@ -184,7 +191,10 @@ class PolicyDriver:
             obs = {k: np.stack([c[k] for c in clean]) for k in [*spec.video_keys, *(k for k, _ in spec.state_keys)]}
             obs[spec.language_key] = [c[spec.language_key] for c in clean]
         try:
-            out = self.model.get_action(obs, seed=seed)
+            if n == 1 or getattr(self.model, "_graphed", None) is not None:
+                out = self.model.get_action(obs, seed=seeds[0])
+            else:
+                out = self._sample(obs, seeds)
         except Exception as e:  # noqa: BLE001 - one line naming the policy, as the runtime does
             raise InferenceError(f"policy: {one_line(e)}") from None
         names = self.model.processor.modality.action
@@ -192,6 +202,21 @@ class PolicyDriver:
         if not np.isfinite(actions).all():
             raise InferenceError("policy: non-finite actions in the chunk")
         return [actions] if n == 1 else list(actions)
+
+    def _sample(self, obs: dict, seeds: list[int | None]) -> dict:
+        """``get_action`` of a batch whose noise is drawn per observation (each as if alone)."""
+        import torch
+
+        model = self.model
+        model.model.eval()
+        batch = model.prepare(obs)
+        head, dev = model.model.action_head, model.device
+        dtype = model.model.backbone.linear.weight.dtype
+        noise = torch.cat([head.initial_noise(1, dev, dtype, None if s is None else
+                                              torch.Generator(device=dev).manual_seed(int(s))) for s in seeds])
+        with torch.no_grad():
+            actions = model.model.sample_actions(batch, noise=noise)                      # [B, T, A]
+        return model.processor.decode_actions(actions)
 
     def close(self) -> None:
         if self._own:
@@ -472,7 +497,7 @@ def _worker_checks(cfg: RolloutConfig) -> list[float]:
     return offsets
 
 
-def _run_batch(envs: list[_Env], driver, cfg: RolloutConfig, batch_seed: int) -> float:
+def _run_batch(envs: list[_Env], driver, cfg: RolloutConfig) -> float:
     """Step every environment in lockstep until all are done; -> the end time."""
     policy = driver.kind == "policy"
     rates = {"imu": cfg.imu_rate, "joints": cfg.joint_states_rate, "gt": cfg.ground_truth_rate,
@@ -519,9 +544,9 @@ def _run_batch(envs: list[_Env], driver, cfg: RolloutConfig, batch_seed: int) ->
             due = [e for e in active if not e.done and e.worker_ready(t)]
             if due:
                 obs = [e.snapshot(t) for e in due]
-                seed = cfg.policy_seed if cfg.policy_seed is not None else \
-                    int(np.random.default_rng([batch_seed, int(round(t * 1000))]).integers(2 ** 31))
-                chunks = driver.act([o.data for o in obs], seed)
+                seeds = [cfg.policy_seed if cfg.policy_seed is not None else
+                         int(np.random.default_rng([e.seed, int(round(t * 1000))]).integers(2 ** 31)) for e in due]
+                chunks = driver.act([o.data for o in obs], seeds)
                 for e, o, a in zip(due, obs, chunks):
                     deliveries.append((t + cfg.inference_latency, e, a, o.t0))
                 deliveries.sort(key=lambda d: d[0])
@@ -612,7 +637,7 @@ def rollout(driver, episodes: Sequence[tuple[int, str]], config: RolloutConfig |
             envs = [_Env(start + i, int(s), task, robots[i], cfg, driver, contract, sink, labeler, trace)
                     for i, (s, task) in enumerate(part)]
             t0 = time.perf_counter()
-            _run_batch(envs, driver, cfg, int(part[0][0]))
+            _run_batch(envs, driver, cfg)
             for e in envs:
                 results.append(e.result(labels_path, labeler, driver.kind))
             if log:

@@ -84,6 +84,19 @@ def test_policy_batch_is_one_model_call_per_replan(tiny_policy):
     assert all(r.late_renders == 0 for r in res)
 
 
+def test_a_chunk_does_not_depend_on_the_batch_it_is_in(tiny_policy):
+    rng = np.random.default_rng(0)
+    obs = [{"video.ego_view": rng.integers(0, 255, (48, 64, 3), dtype=np.uint8),
+            "state.left_wheel": rng.normal(size=1).astype(np.float32), "state.right_wheel": np.zeros(1, np.float32),
+            "state.acceleration": np.zeros(1, np.float32), tiny_policy.spec.language_key: task}
+           for task in ("Find Blue cube", "Find Red cylinder", "Position yourself next to Green sphere")]
+    batched = tiny_policy.act(obs, [5, 6, 7])
+    for o, s, b in zip(obs, [5, 6, 7], batched):
+        (alone,) = tiny_policy.act([o], [s])
+        np.testing.assert_allclose(b, alone, atol=1e-4)
+    assert not np.allclose(batched[0], tiny_policy.act([obs[0]], [6])[0], atol=1e-3)   # the seed matters
+
+
 def test_policy_chunks_run_through_policy_nodes_controller(tiny_policy):
     """Commands are the first chunk, interpolated at the 20 Hz control ticks, until the next chunk arrives."""
     (r,) = rollout(tiny_policy, [(4, "Find Blue cube")], RolloutConfig(max_seconds=0.6, camera_size=SMALL), trace=True)
@@ -99,7 +112,7 @@ def test_policy_chunks_run_through_policy_nodes_controller(tiny_policy):
            "state.right_wheel": np.zeros(1, np.float32), "state.acceleration": np.zeros(1, np.float32),
            tiny_policy.spec.language_key: "Find Blue cube"}
     assert M.Image.of(frame, 0.0).step == SMALL[1] * 3
-    (chunk,) = tiny_policy.act([obs], seed=0)
+    (chunk,) = tiny_policy.act([obs], [0])
     cmds = np.array(r.trace["commands"])
     expected = [np.clip((chunk[i // 2] + chunk[i // 2 + 1]) / 2 if i % 2 else chunk[i // 2], -5, 5) for i in range(len(cmds))]
     np.testing.assert_allclose(cmds[:, 1:], np.array(expected), atol=1e-4)
