@@ -255,8 +255,16 @@ class DriveSession:
             topic = c.topic(key)
             name = node.resolve_topic_name(topic.name)
 
+            first = []
+
             def on_image(msg):
-                self.video.offer(lambda: image_msg_to_rgb(msg, name), time.monotonic() - self._t0)
+                # the frame's own stamp spaces the video (receive times bunch up when DDS delivers late);
+                # an unstamped image falls back to the receive time
+                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                now = stamp if stamp > 0 else time.monotonic()
+                if not first:
+                    first.append(now)
+                self.video.offer(lambda: image_msg_to_rgb(msg, name), now - first[0])
             node.create_subscription(Image, topic.name, on_image, profile(topic))
         node.create_subscription(Float32, c.topic("reward").name, lambda m: self.runlog.on_reward(float(m.data)),
                                  profile(c.topic("reward")))
