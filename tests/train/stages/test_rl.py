@@ -205,6 +205,12 @@ def test_acfm_with_demos_conditions_and_samples(cache, checkpoints, tmp_path):
     np.testing.assert_array_equal(default, policy.get_action(obs, seed=0, condition="good", guidance=2.0)[KEY])
     assert not np.allclose(policy.get_action(obs, seed=0, condition="good", guidance=1.0)[KEY],
                            policy.get_action(obs, seed=0, condition="bad", guidance=1.0)[KEY])
+    # the inference runtime of the policy node loads it with no flags: the checkpoint's condition and guidance
+    from gr00t_rlhf_train.inference import open_policy
+    runtime = open_policy(str(out / "last"), device="cpu")
+    spec = runtime.spec
+    served = runtime.act({spec.language_key: obs["task"]} | {k: v for k, v in obs.items() if k != "task"}, seed=0)
+    np.testing.assert_allclose(served.actions, default, atol=1e-5)
     shares = [m["train/good_share"] for m in metrics(out) if "train/good_share" in m]
     assert shares and all(0 < s < 1 for s in shares)
 
