@@ -21,6 +21,8 @@ from __future__ import annotations
 from gr00t_rlhf_ros import lifecycle  # isort: skip
 
 import gc
+import os
+import sys
 import time
 
 from geometry_msgs.msg import Twist
@@ -270,11 +272,19 @@ class PolicyNode(Node):
         if self.context.ok():
             self.send(0.0, 0.0)
         self.controller.estop(True)  # nothing computed from now on reaches the wheels
-        if not self.worker.stop(timeout=2.0):
-            self.get_logger().warning("inference thread still busy at exit (it is a daemon: it dies with us)")
+        busy = not self.worker.stop(timeout=2.0)
         if self.context.ok():
             self.send(0.0, 0.0)
             self.pub.wait_for_all_acked(Duration(seconds=0.5))
+        if busy:
+            # a model call is still running on the inference thread: tearing the interpreter down under it
+            # aborts the process in torch's C++ ("terminate called without an active exception"), which a
+            # launcher reports as a crash. The wheels have their zero command: leave now, cleanly.
+            self.get_logger().warning("inference call still running at exit: leaving without waiting for it "
+                                      "(the zero command is sent)")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         try:
             self.runtime.close()
         except Exception as e:  # noqa: BLE001 - closing must not hide the zero command above

@@ -100,7 +100,7 @@ def test_nodes_started_by_hand_talk_to_a_drive_graph_with_no_variable(ros_env, t
 
     env = _plain_environment(ros_env)
     drive = spawn([sys.executable, "-m", "gr00t_rlhf_ros.cli", "drive", "--sim", "--seed", "1", "--driver", "none",
-                   "--record", str(tmp_path / "ds")], env, tmp_path, "drive")
+                   "--record", str(tmp_path / "ds"), "--no-video"], env, tmp_path, "drive")
     try:
         wait_until(lambda: "recording into" in drive.log(), 60, "recorder_node to start")
         r = subprocess.run([sys.executable, "-c", _PLAIN_PROBE], env=env, capture_output=True, text=True, timeout=120)
