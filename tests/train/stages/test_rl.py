@@ -278,3 +278,37 @@ def test_errors(cache, checkpoints, tmp_path, capsys):
     assert "only for --method acfm or both" in err
     with pytest.raises(RLConfigError, match="--method 'ppo'"):
         RLConfig(policy="p", reward_model="r", data=["d"], train=TrainConfig(out_dir="x"), method="ppo")
+
+
+def test_rl_loss_weights_conditions_and_anchor():
+    from gr00t_rlhf_train.stages.rl import RLLoss
+
+    rng = np.random.default_rng(0)
+    policy = Gr00tPolicy.from_config("tiny", seed=0).enable_advantage_conditioning()
+    obs = {"video.ego_view": rng.integers(0, 255, (4, 48, 48, 3), dtype=np.uint8),
+           "observation.state": rng.normal(size=(4, 3)), "task": ["Find Blue cube"] * 4,
+           KEY: rng.uniform(-5, 5, (4, 16, 2))}
+    batch = policy.processor(obs) | {"rl_weight": torch.tensor([1.0, 3.0, 2.0, 5.0]),
+                                     "rl_condition": torch.tensor([1, 2, 1, 1]),
+                                     "rl_demo": torch.tensor([False, False, False, True])}
+    plain = {k: v for k, v in batch.items() if not k.startswith("rl_")}
+    cfg = dict(policy="p", reward_model="r", data=["d"], train=TrainConfig(out_dir="x"))
+    # batch normalisation: the RL samples' weights to mean 1, the demonstration keeps 1
+    loss_fn = RLLoss(RLConfig(**cfg, method="both", normalize="batch", cond_dropout=0.0))
+    torch.manual_seed(0)
+    loss, logs = loss_fn(policy.model, batch)
+    torch.manual_seed(0)
+    expected = policy.model.loss(plain, weights=torch.tensor([0.5, 1.5, 1.0, 5.0]),
+                                 condition=torch.tensor([1, 2, 1, 1]))
+    torch.testing.assert_close(loss, expected)
+    assert logs["good_share"] == 0.75
+    # the anchor against an identical frozen copy is 0; against another policy it is positive
+    same = Gr00tPolicy.from_config("tiny", seed=0).model.eval()
+    anchored = RLLoss(RLConfig(**cfg, method="acfm", anchor_weight=1.0), same)
+    torch.manual_seed(1)
+    _, logs = anchored(policy.model, batch)
+    assert logs["anchor"] < 1e-10
+    other = RLLoss(RLConfig(**cfg, method="acfm", anchor_weight=1.0), Gr00tPolicy.from_config("tiny", seed=1).model.eval())
+    torch.manual_seed(1)
+    _, logs = other(policy.model, batch)
+    assert logs["anchor"] > 1e-4
