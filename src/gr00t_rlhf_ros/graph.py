@@ -5,7 +5,7 @@ DDS, no ROS CLI needed) build their processes from ``drive_graph``, so the two n
 launch arguments are declared here too (``LAUNCH_ARGUMENTS``) and parsed by
 ``options_from_launch``, so their parsing is unit-tested without ``launch`` installed.
 
-Model sources (``policy``, ``reward_model``): a checkpoint directory, a preset name (``tiny``,
+Model sources (``policy``, ``reward_model``): a checkpoint directory, a preset name for the policy (``tiny``,
 ``gr00t-n1-2b``: random weights), ``tcp://HOST:PORT`` (a ``gr00t-rlhf serve`` server) or ``demo``
 (the cached demo models of ``make drive``, simulator only). ``demo`` is resolved to directories by
 :func:`with_demo_models` (the caller builds or finds them: ``gr00t_rlhf_ros.demo_models``) before
@@ -25,6 +25,7 @@ import yaml
 
 from gr00t_rlhf_ros.paths import config_path
 
+MODEL_PRESETS = ("tiny", "small", "gr00t-n1-2b")   # gr00t_rlhf_train.model.configuration.PRESETS
 DRIVERS = ("policy", "expert", "none")
 DEMO = "demo"          # model source: the cached demo models (simulator only)
 AUTO = "auto"          # reward_model: the demo reward model when the policy is the demo one, else none
@@ -200,6 +201,9 @@ def _check_source(option: str, source) -> None:
     looks_like_path = os.sep in source or source.startswith((".", "~"))
     if looks_like_path and not os.path.isdir(os.path.expanduser(source)):
         raise DriveOptionError(option, source, "no such checkpoint directory")
+    if option == "reward_model" and not looks_like_path and source in MODEL_PRESETS:
+        raise DriveOptionError(option, source, "a reward model has no preset (it must be trained on feedback): "
+                               "give a checkpoint directory, tcp://HOST:PORT or demo")
 
 
 def with_demo_models(opts: DriveOptions, policy: str, reward: str) -> DriveOptions:

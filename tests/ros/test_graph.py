@@ -90,7 +90,7 @@ def test_seed_and_task_reach_the_sim_node_command():
 
 def test_namespace_log_level_and_sim_time_reach_every_node():
     opts = DriveOptions(namespace="/robot1", log_level="debug", use_sim_time=True, record="/tmp/ds", policy="tiny",
-                        reward_model="tiny")
+                        reward_model="tcp://gpu:5555")
     assert names(drive_graph(opts)) == ["sim_node", "policy_node", "reward_node", "recorder_node"]
     for spec in drive_graph(opts):
         cmd = node_command(spec, python="python")
@@ -157,7 +157,7 @@ def test_no_sim_no_driver_starts_nothing():
     (dict(num_candidates=2.0), "--num-candidates 2.0: must be an integer"),
     (dict(num_candidates=4, policy="tiny"), "--num-candidates 4: best-of-N needs a reward model to pick the best "
                                             "chunk: add --reward-model CHECKPOINT (or --num-candidates 1)"),
-    (dict(num_candidates=4, driver="expert", reward_model="tiny"), "--num-candidates 4: best-of-N picks among "
+    (dict(num_candidates=4, driver="expert", reward_model="tcp://gpu:5555"), "--num-candidates 4: best-of-N picks among "
                                                                    "policy chunks: it needs --driver policy"),
 ])
 def test_bad_options_name_the_flag(kwargs, cli):
@@ -312,3 +312,12 @@ def test_drive_forces_no_fast_dds_transport(monkeypatch):
     assert "FASTDDS_BUILTIN_TRANSPORTS" not in default_environment()
     monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")   # the user's own choice is kept
     assert default_environment()["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+
+
+def test_a_reward_model_preset_is_refused_and_the_preset_list_matches_the_model_package():
+    from gr00t_rlhf_ros.graph import MODEL_PRESETS, DriveOptionError, DriveOptions
+    from gr00t_rlhf_train.model.configuration import PRESETS
+    assert set(MODEL_PRESETS) == set(PRESETS)
+    with pytest.raises(DriveOptionError, match="a reward model has no preset"):
+        DriveOptions(reward_model="tiny")
+    DriveOptions(policy="tiny", reward_model="none")          # a policy preset still drives (random weights)
