@@ -122,6 +122,7 @@ class ExpertDriver:
     """The scripted expert, as expert_node runs it (``ExpertConfig`` fields may be overridden)."""
 
     kind = "expert"
+    name = "expert"
 
     def __init__(self, **tuning):
         ExpertConfig(**tuning)  # errors name the field
@@ -146,6 +147,7 @@ class PolicyDriver:
     """
 
     kind = "policy"
+    name = "policy"
 
     def __init__(self, policy, device: str = "cpu", cuda_graphs: bool = False):
         from gr00t_rlhf_train.inference.api import InferenceError
@@ -639,7 +641,7 @@ def rollout(driver, episodes: Sequence[tuple[int, str]], config: RolloutConfig |
             t0 = time.perf_counter()
             _run_batch(envs, driver, cfg)
             for e in envs:
-                results.append(e.result(labels_path, labeler, driver.kind))
+                results.append(e.result(labels_path, labeler, getattr(driver, "name", driver.kind)))
             if log:
                 ok = sum(r.success for r in results[-len(envs):])
                 log(f"rollout: episodes {start + 1}-{start + len(envs)} of {len(episodes)}: {ok}/{len(envs)} reached "

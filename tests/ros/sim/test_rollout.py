@@ -182,3 +182,30 @@ def test_rollouts_and_the_labeler_need_no_ros():
             "import gr00t_rlhf_ros.sim.labeler, gr00t_rlhf_ros.sim.rollout\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_imperfect_drivers_are_seeded_and_worse_than_the_expert(tmp_path):
+    from gr00t_rlhf_ros.sim.drivers import NoisyExpertDriver, PerturbedDriver, WrongGoalDriver
+    from gr00t_rlhf_ros.sim.robot import SimRobot
+
+    ep = [(0, "Find Blue cube")]
+    cfg = RolloutConfig(max_seconds=12)
+    (expert,) = rollout(ExpertDriver(), ep, cfg)
+    (wrong,) = rollout(WrongGoalDriver(seed=1), ep, cfg, record=tmp_path / "ds", labeler=LabelerConfig(),
+                       trace=True)
+    assert expert.success and not wrong.success and wrong.end == "timeout"
+    with SimRobot(seed=0, task="Find Blue cube") as robot:
+        x, y, _ = wrong.final_pose
+        near = min((o for o in robot.layout.objects if o.name != robot.task.goal),
+                   key=lambda o: (o.position[0] - x) ** 2 + (o.position[1] - y) ** 2)
+        assert ((near.position[0] - x) ** 2 + (near.position[1] - y) ** 2) ** 0.5 < 0.6   # parked at the decoy
+    row = read_sim_labels(tmp_path / "ds")[0]
+    assert row["driver"] == "wrong_goal" and row["truth"].count(0) > len(row["truth"]) // 2
+    for make in (lambda: PerturbedDriver(seed=2), lambda: NoisyExpertDriver(seed=2, std=2.0)):
+        a, b = (rollout(make(), ep, cfg)[0] for _ in range(2))
+        assert a.final_pose == b.final_pose                        # seeded
+        assert a.final_pose != expert.final_pose and a.path_length != expert.path_length
+    with pytest.raises(ValueError, match="NoisyExpertDriver.std: -1"):
+        NoisyExpertDriver(std=-1)
+    with pytest.raises(ValueError, match=r"PerturbedDriver.burst\[1\]"):
+        PerturbedDriver(burst=(2.0, 1.0))
