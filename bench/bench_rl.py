@@ -97,7 +97,7 @@ def main() -> None:
     t = timed(score, device, args.warmup, args.iters)
     report("score_batch", t | {"samples_per_s": args.score_batch / (t["p50_ms"] / 1000), "peak_gib": peak(device)})
     rm.to("cpu")
-    del rm
+    rm = None
 
     # -- a training step of each objective -------------------------------------------------------
     batch_cpu = policy.processor(observation(rng, args.batch_size, actions=True))
@@ -129,7 +129,7 @@ def main() -> None:
 
         reset_peak(device)
         report(f"train_step_{name}", timed(step, device, args.warmup, args.iters) | {"peak_gib": peak(device)})
-        del model, reference, opt, p
+        model = reference = opt = p = None
         if device.type == "cuda":
             torch.cuda.empty_cache()
 

@@ -569,8 +569,10 @@ def train_rl(cfg: RLConfig, progress: bool = True) -> RLResult:
             reward_eval = make_reward_evaluate(rm, val_ds, clip_ds, policy.processor, tc.batch_size,
                                                min(cfg.val_samples, 64), tc.seed)
 
-        def evaluate(m) -> dict:
+        def evaluate_all(m) -> dict:
             return base_eval(m) | (reward_eval(m) if reward_eval is not None else {})
+
+        evaluate = evaluate_all
 
         if tc.best_metric is None:
             tc.best_metric, tc.best_mode = "val_loss", "min"

@@ -237,7 +237,7 @@ def cli_error(capsys, *args) -> str:
 
 
 def test_errors(cache, checkpoints, tmp_path, capsys):
-    root, policy = checkpoints["root"], checkpoints["policy"]
+    root = checkpoints["root"]
     common = ["--data", str(cache), "--out", str(tmp_path / "x"), "--steps", "2", "--num-workers", "0"]
     # a policy checkpoint that is a reward model
     err = cli_error(capsys, "--policy", str(checkpoints["rm"]), "--reward-model", str(checkpoints["rm"]), *common)
