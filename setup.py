@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 PACKAGE = "gr00t_rlhf_ros"
 
 # executable = node name = module gr00t_rlhf_ros.nodes.<name> = params-file root key
-NODES = ["sim_node", "expert_node", "recorder_node", "feedback_node", "policy_node", "reward_node"]
+NODES = ["sim_node", "expert_node", "recorder_node", "feedback_node", "policy_node", "reward_node", "sim_human_node"]
 
 setup(
     name=PACKAGE,
