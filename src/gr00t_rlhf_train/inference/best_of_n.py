@@ -21,7 +21,11 @@ in one batch (the same chunks as the policy on the observation repeated N times 
 a test checks it). Likewise the reward model's backbone runs once on the H frames and its head scores
 the N candidates in one batch (``RewardModel.prepare`` with candidate actions [N, K, A]); the argmax
 is executed (the first of equal scores). On CUDA both calls replay CUDA graphs (one per N and prompt
-length).
+length, and per condition / guidance setting).
+
+An advantage-conditioned policy (``train rl --method acfm|both``) samples its N candidates under its
+checkpoint's ``default_condition`` / ``default_guidance`` or the runtime's ``condition`` / ``guidance``
+overrides (classifier-free guidance doubles the head's batch to 2N).
 """
 from __future__ import annotations
 
@@ -87,7 +91,8 @@ class ClipHistory:
 class BestOfN:
     """N candidates from one batched policy call, scored by the reward model in one batched call."""
 
-    def __init__(self, policy, reward, num_candidates: int, cuda_graphs: bool = False, reward_source: str = ""):
+    def __init__(self, policy, reward, num_candidates: int, cuda_graphs: bool = False, reward_source: str = "",
+                 condition: str | None = None, guidance: float | None = None):
         from gr00t_rlhf_train.model.cuda_graph import GraphedFunction
 
         n = check_best_of_n_args(num_candidates, reward)
@@ -106,13 +111,17 @@ class BestOfN:
             raise InferenceError(f"best-of-N: the reward model reads {reward.action_horizon} actions, the policy's "
                                  f"chunk has {policy.config.action_head.action_horizon}")
         self.policy, self.reward, self.n = policy, reward, n
+        policy.model.action_head.sampling_condition(condition, guidance)       # bad values: ValueError now
+        self.condition, self.guidance = condition, guidance                     # None: the checkpoint's
         self.history = ClipHistory(reward.horizon, reward.frame_rate)
         self.last_timing: dict = {}                 # seconds of the last act: sample_s (policy), score_s (reward)
         self._sample = GraphedFunction(self._sample_body) if cuda_graphs else None
 
     # -- the two batched calls (also the bodies of their CUDA graphs) -----------------------------
-    def _sample_body(self, inputs: dict, num_steps: int) -> torch.Tensor:
-        """Backbone once on the observation [1, ...], the flow head on N noise draws -> [N, T, A]."""
+    def _sample_body(self, inputs: dict, num_steps: int, condition: str | None = None,
+                     guidance: float | None = None) -> torch.Tensor:
+        """Backbone once on the observation [1, ...], the flow head on N noise draws -> [N, T, A]
+        (an advantage-conditioned head under ``condition`` with ``guidance``; None: the checkpoint's)."""
         model = self.policy.model
         noise = inputs["noise"]                                                         # [N, T, A]
         n = noise.shape[0]
@@ -122,7 +131,8 @@ class BestOfN:
         mask = inputs["attention_mask"].expand(n, -1)                                   # [N, L]
         state = inputs["state"].to(feats.dtype).expand(n, -1, -1)                       # [N, 1, S]
         emb = inputs["embodiment_id"].expand(n)                                         # [N]
-        return model.action_head.sample(feats, mask, state, emb, num_steps=num_steps, noise=noise)
+        return model.action_head.sample(feats, mask, state, emb, num_steps=num_steps, noise=noise,
+                                        condition=condition, guidance=guidance)
 
     @torch.no_grad()
     def sample(self, obs: dict, seed: int | None) -> np.ndarray:
@@ -134,12 +144,13 @@ class BestOfN:
         noise = head.initial_noise(self.n, policy.device, policy.model.backbone.linear.weight.dtype, generator)
         inputs = {k: batch[k] for k in GRAPH_INPUTS} | {"noise": noise}
         steps = head.config.num_inference_steps
+        options = {"condition": self.condition, "guidance": self.guidance}     # part of the CUDA graph's key
         if self._sample is None:
-            normalised = self._sample_body(inputs, steps)
+            normalised = self._sample_body(inputs, steps, **options)
         else:
             from gr00t_rlhf_train.model.cuda_graph import weights_guard
             policy.model.eval()
-            normalised = self._sample(inputs, guard=weights_guard(policy.model), num_steps=steps)
+            normalised = self._sample(inputs, guard=weights_guard(policy.model), num_steps=steps, **options)
         out = policy.processor.decode_actions(normalised)                               # robot units
         return np.concatenate([out[f"action.{k}"] for k in policy.processor.modality.action], -1).astype(np.float32)
 

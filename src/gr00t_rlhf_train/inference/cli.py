@@ -2,6 +2,7 @@
 
     gr00t-rlhf serve policy runs/sft/best --port 5555                          # robots: policy:=tcp://THIS_HOST:5555
     gr00t-rlhf serve policy runs/sft/best --reward-model runs/reward/best --num-candidates 8
+    gr00t-rlhf serve policy runs/rl/best --condition good --guidance 2      # an acfm policy (train rl)
     gr00t-rlhf serve reward runs/reward/best --port 5556
 
 The model is loaded and warmed up (CUDA graphs captured) before the port opens; then one line
@@ -14,6 +15,7 @@ import signal
 import sys
 import time
 
+from gr00t_rlhf_train.model.configuration import ADVANTAGE_CONDITIONS   # no torch
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve a policy or reward model over the network (remote inference)")
@@ -26,6 +28,12 @@ def register(subparsers) -> None:
         if kind == "policy":
             s.add_argument("--reward-model", default="", help="reward checkpoint for best-of-N (with --num-candidates > 1)")
             s.add_argument("--num-candidates", type=int, default=1, help="N chunks sampled per request (default 1)")
+            s.add_argument("--condition", default=None, choices=ADVANTAGE_CONDITIONS,
+                           help="advantage-conditioned policies (train rl --method acfm): sample under this "
+                                "condition (default: the checkpoint's, usually good)")
+            s.add_argument("--guidance", type=float, default=None,
+                           help="advantage-conditioned policies: classifier-free guidance w >= 0 (1: plain "
+                                "conditional; default: the checkpoint's)")
         s.add_argument("--host", default="127.0.0.1",
                        help="interface to listen on (default 127.0.0.1; 0.0.0.0 = every interface)")
         s.add_argument("--port", type=int, default=5555 if kind == "policy" else 5556,
@@ -58,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         if args.kind == "policy":
             runtime = LocalPolicy.open(args.source, args.reward_model or None, args.num_candidates, args.device,
-                                       not args.no_cuda_graphs, args.tokenizer)
+                                       not args.no_cuda_graphs, args.tokenizer, args.condition, args.guidance)
         else:
             runtime = LocalReward.open(args.source, args.device, not args.no_cuda_graphs, args.tokenizer)
         if not args.no_warmup:
@@ -69,6 +77,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     info = runtime.info()
     extra = f", best-of-{info['num_candidates']} with {info['reward_model']}" if info.get("num_candidates", 1) > 1 else ""
+    if info.get("condition") is not None:
+        extra += f", condition {info['condition']}, guidance {info['guidance']:g}"
     print(f"serving {args.kind} {args.source} on {server.address} ({info['device']}{extra}; "
           f"ready in {time.perf_counter() - t0:.1f} s)", flush=True)
     if args.debug_delay_s:

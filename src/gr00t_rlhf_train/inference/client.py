@@ -184,7 +184,8 @@ class RemotePolicy(_Remote):
 
     kind = "policy"
 
-    def __init__(self, address: str, num_candidates: int = 1, timeout_s: float = 1.0, connect_timeout_s: float = 10.0):
+    def __init__(self, address: str, num_candidates: int = 1, timeout_s: float = 1.0, connect_timeout_s: float = 10.0,
+                 condition: str | None = None, guidance: float | None = None):
         super().__init__(address, timeout_s, connect_timeout_s)
         n = int(self._info.get("num_candidates", 1))
         if num_candidates not in (1, n):
@@ -193,6 +194,15 @@ class RemotePolicy(_Remote):
                                  f"{num_candidates} was asked: best-of-N runs on the server (serve policy "
                                  f"--num-candidates {num_candidates} --reward-model R)")
         self.num_candidates = n
+        # an advantage-conditioned policy samples as its server was started: asking for another setting is refused
+        served = {"condition": self._info.get("condition"), "guidance": self._info.get("guidance")}
+        for name, asked in (("condition", condition), ("guidance", guidance)):
+            if asked is not None and asked != served[name]:
+                self.close()
+                how = (f"serves {name} {served[name]!r}" if served["condition"] is not None
+                       else "serves a policy without advantage conditioning")
+                raise InferenceError(f"remote policy {address!r} {how}, {name} = {asked!r} was asked: the "
+                                     f"server sets it (serve policy --{name} VALUE)")
 
     def act(self, observation: dict, seed: int | None = None) -> Chunk:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):

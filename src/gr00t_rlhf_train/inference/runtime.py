@@ -1,6 +1,7 @@
 """Local inference runtimes: the policy (optionally best-of-N) and the reward model in this process.
 
     runtime = open_policy("runs/sft/best", device="auto")        # or a preset ("tiny"), or "tcp://host:5555"
+    runtime = open_policy("runs/rl/best", condition="good", guidance=2.0)   # a `train rl --method acfm` policy
     chunk = runtime.act({"video.ego_view": rgb, "state.left_wheel": [0.3], ..., spec.language_key: "Find Blue cube"})
     chunk.actions                                                 # [16, 2] float32 rad/s
 
@@ -11,6 +12,10 @@ Device ``"auto"`` is CUDA when available. On CUDA the model runs in bfloat16 and
 (the fast path of ``model/cuda_graph.py``; ``cuda_graphs=False`` runs eagerly); on a CPU it runs in
 float32. Observations are checked before the model sees them (``api.check_observation``): a missing
 key, a wrong dtype or shape, a non-finite state raise ``InferenceError`` naming the key.
+
+Advantage-conditioned policies (``train rl --method acfm|both``) sample under their checkpoint's
+``default_condition`` / ``default_guidance``; ``condition`` / ``guidance`` override them (None: the
+checkpoint's). A plain policy given a condition (or a guidance other than 1) is refused at open.
 
 Thread-safety: a runtime is NOT thread-safe. Use each one from a single thread (a node's inference
 worker); CUDA graphs are captured and replayed on that thread's stream.
@@ -214,14 +219,50 @@ class LocalReward:
 
 
 # -- policy ---------------------------------------------------------------------------------------
+def check_sampling(policy, condition, guidance, source: str = "") -> tuple[str | None, float | None]:
+    """The run-time overrides of an advantage-conditioned policy -> (condition, guidance) as given (None: the
+    checkpoint's default); InferenceError (one line naming the source) for a bad name or guidance, or a
+    condition for a plain policy."""
+    from gr00t_rlhf_train.model.configuration import ADVANTAGE_CONDITIONS
+
+    if condition is not None and condition not in ADVANTAGE_CONDITIONS:
+        raise InferenceError(f"policy {source or 'in memory'}: condition = {condition!r}: allowed "
+                             f"{', '.join(ADVANTAGE_CONDITIONS)}")
+    if guidance is not None:
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(guidance) or guidance < 0:
+            raise InferenceError(f"policy {source or 'in memory'}: guidance = {guidance!r}: must be a finite "
+                                 "number >= 0")
+        guidance = float(guidance)
+    try:
+        policy.model.action_head.sampling_condition(condition, guidance)
+    except ValueError as e:
+        raise InferenceError(f"policy {source or 'in memory'}: {one_line(e)}") from None
+    return condition, guidance
+
+
+def effective_sampling(policy, condition=None, guidance=None) -> tuple[str | None, float | None]:
+    """What the policy samples under: (condition name, guidance), or (None, None) for a plain policy."""
+    from gr00t_rlhf_train.model.configuration import ADVANTAGE_CONDITIONS
+
+    head = policy.model.action_head
+    if not head.conditioned:
+        return None, None
+    index, g = head.sampling_condition(condition, guidance)
+    return ADVANTAGE_CONDITIONS[index], g
+
+
 class LocalPolicy:
     """A Gr00tPolicy in this process; with ``num_candidates`` N > 1 and an action-conditioned reward
-    model, best-of-N (see best_of_n.py). ``act(observation, seed=None) -> Chunk``. Not thread-safe."""
+    model, best-of-N (see best_of_n.py). ``act(observation, seed=None) -> Chunk``. Not thread-safe.
+    ``condition`` / ``guidance``: an advantage-conditioned policy's sampling overrides (None: the checkpoint's)."""
 
     def __init__(self, policy, reward: LocalReward | None = None, num_candidates: int = 1,
-                 cuda_graphs: bool = True, image_size=None, source: str = "", reward_source: str = ""):
+                 cuda_graphs: bool = True, image_size=None, source: str = "", reward_source: str = "",
+                 condition: str | None = None, guidance: float | None = None):
         if isinstance(num_candidates, bool) or not isinstance(num_candidates, (int, np.integer)) or num_candidates < 1:
             raise InferenceError(f"num_candidates = {num_candidates!r}: must be a positive integer")
+        self.condition, self.guidance = check_sampling(policy, condition, guidance, source)
         self.policy, self.source = policy, source
         self.num_candidates = int(num_candidates)
         self.spec = spec_from_processor(policy.processor, image_size)
@@ -231,19 +272,23 @@ class LocalPolicy:
         if self.num_candidates > 1:
             from .best_of_n import BestOfN
             self.best_of_n = BestOfN(policy, reward, self.num_candidates, self.cuda_graphs,
-                                     reward_source=reward_source or getattr(reward, "source", ""))
+                                     reward_source=reward_source or getattr(reward, "source", ""),
+                                     condition=self.condition, guidance=self.guidance)
         elif self.cuda_graphs:
             policy.use_cuda_graphs()
         self.reward = reward
 
     @classmethod
     def open(cls, source: str, reward_model=None, num_candidates: int = 1, device="auto",
-             cuda_graphs: bool = True, tokenizer=None) -> "LocalPolicy":
-        """Load the policy (and, for N > 1, the reward model) onto one device."""
+             cuda_graphs: bool = True, tokenizer=None, condition: str | None = None,
+             guidance: float | None = None) -> "LocalPolicy":
+        """Load the policy (and, for N > 1, the reward model) onto one device; the condition / guidance
+        overrides are checked before the reward model loads."""
         from .best_of_n import check_best_of_n_args
 
         n = check_best_of_n_args(num_candidates, reward_model)
         policy, meta = load_policy_model(source, device, tokenizer)
+        check_sampling(policy, condition, guidance, str(source))
         reward = None
         if n > 1:
             reward = reward_model if isinstance(reward_model, LocalReward) else \
@@ -251,14 +296,19 @@ class LocalPolicy:
                                  tokenizer=tokenizer)
         size = ((meta.get("extra") or {}).get("sft") or {}).get("image_size")   # the frames it was trained on
         return cls(policy, reward, n, cuda_graphs, tuple(size) if size else None, str(source),
-                   getattr(reward, "source", ""))
+                   getattr(reward, "source", ""), condition, guidance)
 
     def info(self) -> dict:
         return {"kind": "policy", "source": self.source, "device": str(self.device),
                 "dtype": str(self.policy.dtype).replace("torch.", ""), "cuda_graphs": self.cuda_graphs,
                 "num_candidates": self.num_candidates,
                 "reward_model": self.reward.source if self.reward is not None else "",
-                "spec": self.spec.to_dict()}
+                "spec": self.spec.to_dict()} | self.sampling()
+
+    def sampling(self) -> dict:
+        """{"condition", "guidance"}: what an advantage-conditioned policy samples under (None, None: a plain one)."""
+        condition, guidance = effective_sampling(self.policy, self.condition, self.guidance)
+        return {"condition": condition, "guidance": guidance}
 
     def warmup(self, calls: int = 2, instruction: str = "Find Blue cube") -> None:
         """Act on synthetic observations (on CUDA this captures the graphs), so the first real call is fast;
@@ -289,7 +339,8 @@ class LocalPolicy:
                 actions, scores, chosen = self.best_of_n.act(clean, seed, history)
             else:
                 obs = {k: v for k, v in clean.items() if k != STAMP_KEY}
-                actions = _concat_actions(self.policy.get_action(obs, seed=seed), self.policy.processor)
+                out = self.policy.get_action(obs, seed=seed, condition=self.condition, guidance=self.guidance)
+                actions = _concat_actions(out, self.policy.processor)
                 scores, chosen = None, 0
         except InferenceError:
             raise
@@ -308,20 +359,25 @@ class LocalPolicy:
 
 # -- entry points ---------------------------------------------------------------------------------
 def open_policy(source: str, reward_model=None, num_candidates: int = 1, device: str = "auto",
-                cuda_graphs: bool = True, timeout_s: float = 1.0, tokenizer=None, connect_timeout_s: float = 10.0):
+                cuda_graphs: bool = True, timeout_s: float = 1.0, tokenizer=None, connect_timeout_s: float = 10.0,
+                condition: str | None = None, guidance: float | None = None):
     """A policy runtime: ``source`` is our checkpoint directory, an official GR00T N1 directory, a preset
     name (random weights) or ``tcp://HOST:PORT`` (a ``gr00t-rlhf serve policy`` server). ``reward_model``
     and ``num_candidates`` > 1 turn on best-of-N (the reward model is loaded only then). A remote runtime
     does best-of-N on the server (started with ``--num-candidates N --reward-model R``): there
     ``num_candidates`` must be 1 or the server's N, and ``reward_model`` is not used. ``timeout_s``: a
     remote request with no reply in this time raises InferenceTimeout; ``connect_timeout_s``: the wait for
-    the server's first reply at open. InferenceError with one line naming the source on any failure."""
+    the server's first reply at open. ``condition`` / ``guidance``: an advantage-conditioned policy's
+    sampling (None: the checkpoint's ``default_condition`` / ``default_guidance``); a plain policy given a
+    condition is refused; a remote one samples as its server was started (``serve policy --condition
+    --guidance``), so there they must be None or the server's. InferenceError with one line naming the
+    source on any failure."""
     source = str(source)
     if source.startswith(REMOTE_PREFIX):
         from .client import RemotePolicy
         return RemotePolicy(source, num_candidates=num_candidates, timeout_s=timeout_s,
-                            connect_timeout_s=connect_timeout_s)
-    return LocalPolicy.open(source, reward_model, num_candidates, device, cuda_graphs, tokenizer)
+                            connect_timeout_s=connect_timeout_s, condition=condition, guidance=guidance)
+    return LocalPolicy.open(source, reward_model, num_candidates, device, cuda_graphs, tokenizer, condition, guidance)
 
 
 def open_reward(source: str, device: str = "auto", cuda_graphs: bool = True, timeout_s: float = 1.0,
