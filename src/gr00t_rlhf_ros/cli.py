@@ -155,6 +155,7 @@ def register(sub) -> None:
     b = sub.add_parser("bag2lerobot", help="convert a rosbag2 recording into a LeRobot dataset",
                        description=bag_to_lerobot.__doc__.split("\n\n")[0])
     bag_to_lerobot.build_parser(b)
+    __import__("gr00t_rlhf_ros.experiment.cli", fromlist=["register"]).register(sub)   # experiment rlhf (no rclpy)
 
 
 def main(argv: list[str] | None = None) -> int:
