@@ -24,7 +24,7 @@ INTRO = Path(__file__).with_name("intro.md")
 
 
 def _run(args) -> int:
-    from .rlhf import ExperimentConfig, ExperimentError, run_experiment
+    from .rlhf import ExperimentConfig, ExperimentError, StepError, run_experiment
 
     import importlib.util
 
@@ -45,6 +45,10 @@ def _run(args) -> int:
         return 2
     try:
         results = run_experiment(cfg)
+    except StepError as e:
+        print(f"gr00t-rlhf experiment rlhf: {e} (finished steps are kept in {cfg.out}; rerun to continue)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("gr00t-rlhf experiment rlhf: interrupted; finished steps are kept in "
               f"{cfg.out} (rerun to continue)", file=sys.stderr)

@@ -212,7 +212,7 @@ def write_report(results: dict, path: Path, img_dir: Path, intro: str = "") -> d
     """Write the markdown (table, noise table, plots, video, commands) to ``path``; -> {"report", "table", ...}."""
     cfg = results["config"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    files = plots(results, img_dir)
+    files = dict(plots(results, img_dir))
     rows = table_rows(results)
     noise = noise_rows(results)
     cmd = command_line(cfg)
@@ -244,10 +244,14 @@ def write_report(results: dict, path: Path, img_dir: Path, intro: str = "") -> d
     lines += ["", f"![success vs round]({rel(files['rounds'])})", f"![reward model accuracy vs noise]({rel(files['noise'])})",
               ""]
     video = results.get("video")
-    if video:
-        lines.append(f"Side-by-side video (left SFT, right stage 3, held-out layout {video['seed']} "
+    if video and Path(video["path"]).is_file():
+        import shutil
+        files["video"] = img_dir / f"{prefix}side_by_side.mp4"
+        shutil.copyfile(video["path"], files["video"])
+        lines.append(f"Side-by-side video (left SFT, right stage 3 `both`, held-out layout {video['seed']} "
                      f"{video['task']!r}; SFT {'reached' if video['sft']['success'] else 'did not reach'} the goal, "
-                     f"stage 3 {'reached' if video['stage3']['success'] else 'did not reach'} it): `{video['path']}`")
+                     f"stage 3 {'reached' if video['stage3']['success'] else 'did not reach'} it): "
+                     f"[{files['video'].name}]({rel(files['video'])})")
     lines.append("")
     path.write_text("\n".join(lines))
     table = {"rows": rows, "noise": [dict(r) for r in noise], "command": cmd}

@@ -43,6 +43,10 @@ class ExperimentError(ValueError):
     """A bad experiment setting (one line naming the option)."""
 
 
+class StepError(RuntimeError):
+    """A step of the loop failed (one line naming the step and why; finished steps stay cached)."""
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """Every setting of ``experiment rlhf`` (``for_size`` gives the three sizes' defaults)."""
@@ -195,7 +199,11 @@ class Steps:
             shutil.rmtree(d)
         d.mkdir(parents=True)
         t0 = time.monotonic()
-        result = fn(d)
+        try:
+            result = fn(d)
+        except Exception as e:  # noqa: BLE001 - one line naming the step; its directory is redone next time
+            text = " ".join(str(e).split()) or type(e).__name__
+            raise StepError(f"step {name} failed: {type(e).__name__}: {text}") from e
         result = dict(result, seconds=round(time.monotonic() - t0, 1))
         tmp = marker.with_suffix(".tmp")
         tmp.write_text(json.dumps({"key": h, "name": name, "result": result}, indent=1, default=str))

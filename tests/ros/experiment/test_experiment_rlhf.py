@@ -58,6 +58,8 @@ def test_tiny_loop_produces_every_artifact_and_reruns_from_cache(tmp_path):
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == results["video"]["frames"] >= 5
     assert frames[0].shape[1] == 2 * 128 + 4 and frames[0].shape[0] == 96   # two ego cameras side by side
+    assert (report.parent / "img" / "rlhf_side_by_side.mp4").stat().st_size > 1000
+    assert "img/rlhf_side_by_side.mp4" in text
 
     again = _cli("--out", str(out), "--report", str(report), *FAST)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -97,3 +99,25 @@ def test_config_validates_on_construction():
     assert ExperimentConfig.for_size("o", "full", device="cpu", preset="tiny").device == "cpu"
     assert set(small.eval_seeds()).isdisjoint(range(0, 100000))        # held-out layouts: no training step saw them
     assert np.all(np.diff(full.eval_seeds()) == 1)
+
+
+def test_steps_cache_by_key_and_a_failing_step_is_one_line(tmp_path):
+    from gr00t_rlhf_ros.experiment.rlhf import Steps, StepError
+
+    calls = []
+    steps = Steps(tmp_path, log=lambda line: None)
+
+    def work(d):
+        calls.append(d)
+        (d / "made").write_text("x")
+        return {"value": len(calls)}
+    assert steps.run("a", {"k": 1}, work)["value"] == 1
+    assert steps.run("a", {"k": 1}, work)["value"] == 1 and len(calls) == 1     # cached
+    assert steps.run("a", {"k": 2}, work)["value"] == 2                          # changed key: redone
+
+    def broken(d):
+        raise ValueError("TrainConfig.steps = 0:\n must be >= 1")
+    with pytest.raises(StepError, match=r"^step b failed: ValueError: TrainConfig.steps = 0: must be >= 1$"):
+        steps.run("b", {}, broken)
+    assert not (tmp_path / "b" / "step.json").exists()                          # not finished: redone next time
+    assert steps.run("b", {}, work)["value"] == 3
