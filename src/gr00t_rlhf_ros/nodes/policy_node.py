@@ -70,6 +70,10 @@ class PolicyNode(Node):
         device = str(p("device", "auto", _desc("torch device for a local model: auto (cuda if available), cpu, "
                                                "cuda, cuda:1")).value)
         cuda_graphs = bool(p("cuda_graphs", True, _desc("CUDA-graph fast path on a CUDA device")).value)
+        condition = str(p("condition", "", _desc("advantage-conditioned policies (train rl --method acfm): sample "
+                                                 "under good, bad or unconditioned ('': the checkpoint's)")).value)
+        guidance = self._float("guidance", -1.0, _desc("advantage-conditioned policies: classifier-free guidance "
+                                                       "w >= 0, 1 = plain conditional (negative: the checkpoint's)"))
         timeout_s = self._float("inference_timeout", 1.0, _desc("remote policy: a request with no reply in this "
                                                             "time (s) is a fault (zero command)"))
         self.cfg = ControlConfig(
@@ -111,7 +115,8 @@ class PolicyNode(Node):
                 raise ValueError(f"policy_node parameter {name}: {value!r} must be > 0")
 
         self.runtime = open_policy(source, reward_model=reward or None, num_candidates=n, device=device,
-                                   cuda_graphs=cuda_graphs, timeout_s=timeout_s)
+                                   cuda_graphs=cuda_graphs, timeout_s=timeout_s, condition=condition or None,
+                                   guidance=None if guidance < 0 else guidance)
         spec = self.runtime.spec
         self.cfg.check_horizon(spec.action_horizon)
         self.topics = {k: self.resolve_topic_name(t(k).name) for k in ("camera", "imu", "joint_states", "task",
@@ -144,8 +149,10 @@ class PolicyNode(Node):
         gc.freeze()
         self.worker.start()
         info = getattr(self.runtime, "info", lambda: {})()
+        self._sampling = ((info["condition"], info["guidance"]) if info.get("condition") is not None else None)
+        sampling = f", condition {info['condition']}, guidance {info['guidance']:g}" if self._sampling else ""
         self.get_logger().info(
-            f"policy {source} ({info.get('device', 'remote')}, {n} candidate{'s' if n > 1 else ''}) drives "
+            f"policy {source} ({info.get('device', 'remote')}, {n} candidate{'s' if n > 1 else ''}{sampling}) drives "
             f"{self.topics['wheel_commands']} at {self.cfg.control_rate:g} Hz, replanning every "
             f"{self.cfg.replan_every} of {spec.action_horizon} actions ({self.cfg.action_rate:g} Hz)"
             + (f"; FAULT INJECTION (test only): {fault.kind} {fault.value:g}" if fault.kind != "none" else ""))
@@ -258,6 +265,8 @@ class PolicyNode(Node):
             values[f"age {self.topics.get(k, k)} s"] = age
         scores, chosen = self._scores or (None, 0)
         values["candidates"] = getattr(self.runtime, "num_candidates", 1)
+        if self._sampling is not None:                    # an advantage-conditioned policy (train rl --method acfm)
+            values["condition"], values["guidance"] = self._sampling
         if scores is not None:
             values["candidate scores"] = list(scores)
             values["chosen candidate"] = chosen
