@@ -36,6 +36,12 @@ def register(subparsers) -> None:
     pol.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default 32)")
     pol.add_argument("--num-steps", type=int, default=None, help="denoising steps (default: the checkpoint's, 4)")
     pol.add_argument("--seed", type=int, default=0, help="noise seed of the first batch (default 0)")
+    pol.add_argument("--condition", default=None, choices=("unconditioned", "good", "bad"),
+                     help="advantage-conditioned policies (train rl --method acfm): sample under this condition "
+                          "(default: the checkpoint's)")
+    pol.add_argument("--guidance", type=float, default=None,
+                     help="advantage-conditioned policies: classifier-free guidance w >= 0, 1 = plain conditional "
+                          "(default: the checkpoint's)")
     pol.set_defaults(func=cmd_policy)
     b = sub.add_parser("baselines", help="model-free reference numbers: time since episode start, mean action")
     b.add_argument("data", metavar="DATASET", help="LeRobot dataset root (parquet rows only; no video is read)")
@@ -197,12 +203,13 @@ def cmd_reward(args: argparse.Namespace) -> int:
 
 def cmd_policy(args: argparse.Namespace) -> int:
     from .common import resolve_device
-    from .policy import check_policy_checkpoint, evaluate_policy
+    from .policy import check_policy_checkpoint, check_sampling_options, evaluate_policy
 
     with ExitStack() as stack:
         _quirks(stack, args.data)
         try:
             check_policy_checkpoint(args.checkpoint)
+            check_sampling_options(args.checkpoint, args.condition, args.guidance)   # before a dataset is cached
             resolve_device(args.device)
             cache, ds = _prepare_data(args, stack)
             baseline = None
@@ -212,10 +219,13 @@ def cmd_policy(args: argparse.Namespace) -> int:
                                      train_episodes=args.train_episodes if ds is None else None,
                                      train_actions=baseline, max_samples=args.max_samples,
                                      batch_size=args.batch_size, num_steps=args.num_steps, seed=args.seed,
-                                     device=args.device, out_dir=args.out, progress=not args.quiet)
+                                     device=args.device, out_dir=args.out, progress=not args.quiet,
+                                     condition=args.condition, guidance=args.guidance)
         except Exception as e:  # noqa: BLE001
             return _fail(e)
     m = result["metrics"]
+    if m.get("condition") is not None:
+        print(f"sampled under condition {m['condition']}, guidance {m['guidance']:g}")
     print(f"{'':22}{'first action MSE':>18}{'chunk MSE':>12}")
     print(f"{'policy':22}{_fmt(m['action.first_mse']):>18}{_fmt(m['action.chunk_mse']):>12}")
     print(f"{'mean-action baseline':22}{_fmt(m['baseline_mean.first_mse']):>18}"

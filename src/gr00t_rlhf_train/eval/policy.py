@@ -11,6 +11,10 @@ action of each chunk, what a robot executes first) and ``action.chunk_mse`` (who
 always predicts the mean action of the TRAIN episodes (``train_episodes`` of the cache; without them the
 ``mean`` of the checkpoint's normalisation statistics, i.e. of the dataset it was trained on).
 ``improvement`` = 1 - first_mse / baseline first_mse (the issue's target: >= 0.30).
+An advantage-conditioned policy (``train rl --method acfm|both``) samples under its checkpoint's
+``default_condition`` / ``default_guidance`` or the given ``condition`` / ``guidance`` (so one checkpoint
+can be measured at several guidance values); both are written to metrics.json. A plain policy given a
+condition (or a guidance other than 1) is a one-line EvalError before any work.
 Outputs: ``predictions.npz`` (pred [N, T, Da], recorded [N, T, Da], episode, row), ``metrics.json`` and
 ``actions.png`` (predicted vs recorded first action, a few episodes).
 """
@@ -42,6 +46,40 @@ def check_policy_checkpoint(checkpoint: str | Path) -> Path:
     return path
 
 
+def check_sampling_options(checkpoint: str | Path, condition: str | None = None, guidance: float | None = None) -> None:
+    """Condition / guidance overrides against the checkpoint's config, without loading its weights: a bad name,
+    a guidance that is not a finite number >= 0, or either for a plain policy -> one-line EvalError."""
+    import math
+
+    from gr00t_rlhf_train.model.checkpoint import CONFIG_NAME, read_meta
+    from gr00t_rlhf_train.model.configuration import ADVANTAGE_CONDITIONS
+
+    if condition is not None and condition not in ADVANTAGE_CONDITIONS:
+        raise EvalError(f"condition = {condition!r}: allowed {', '.join(ADVANTAGE_CONDITIONS)}")
+    if guidance is not None and (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
+                                 or not math.isfinite(guidance) or guidance < 0):
+        raise EvalError(f"guidance = {guidance!r}: must be a finite number >= 0")
+    path = Path(checkpoint)
+    meta = read_meta(path) if (path / CONFIG_NAME).is_file() else {}
+    head = ((meta.get("model") or {}).get("action_head") or {})
+    if not head.get("advantage_conditioning", False) and (condition is not None or guidance not in (None, 1.0)):
+        raise EvalError(f"{path}: condition = {condition!r}, guidance = {guidance!r}: this policy has no advantage "
+                        "conditioning (train it with `train rl --method acfm`)")
+
+
+def sampling_of(policy, condition: str | None = None, guidance: float | None = None) -> dict:
+    """{"condition", "guidance"} the policy samples under (None, None for a plain policy); EvalError if refused."""
+    from gr00t_rlhf_train.model.configuration import ADVANTAGE_CONDITIONS
+
+    head = policy.model.action_head
+    try:
+        index, g = head.sampling_condition(condition, guidance)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
+    return {"condition": ADVANTAGE_CONDITIONS[index], "guidance": g} if head.conditioned else \
+        {"condition": None, "guidance": None}
+
+
 def load_policy(checkpoint: str | Path, device: str = "auto"):
     """A policy checkpoint (ours or official GR00T N1) -> Gr00tPolicy on the device (bf16 on CUDA)."""
     from gr00t_rlhf_train.model.policy import Gr00tPolicy
@@ -67,11 +105,13 @@ def stats_mean(policy, names: list[str]) -> np.ndarray:
 def evaluate_policy(checkpoint: str | Path, cache, episodes=None, train_episodes=None, train_actions=None,
                     max_samples: int | None = None,
                     batch_size: int = 32, num_steps: int | None = None, seed: int = 0, device: str = "auto",
-                    out_dir: str | Path = "eval_policy", progress: bool = False) -> dict:
+                    out_dir: str | Path = "eval_policy", progress: bool = False, condition: str | None = None,
+                    guidance: float | None = None) -> dict:
     """-> {"metrics": {...}, "files": {name: path}, "samples": N, "seconds": s} (see the module docstring).
 
     The baseline's mean action: of ``train_actions`` [N, Da] when given (e.g. read from a dataset without its
-    videos), else of the cache's ``train_episodes``, else the checkpoint's statistics."""
+    videos), else of the cache's ``train_episodes``, else the checkpoint's statistics. ``condition`` /
+    ``guidance``: an advantage-conditioned policy's sampling (None: the checkpoint's defaults)."""
     from torch.utils.data import DataLoader, Subset
 
     from gr00t_rlhf_train.data.samples import PolicySamples, collate
@@ -79,12 +119,15 @@ def evaluate_policy(checkpoint: str | Path, cache, episodes=None, train_episodes
     if batch_size <= 0:
         raise EvalError(f"batch_size = {batch_size}: must be a positive integer")
     start = time.monotonic()
+    check_policy_checkpoint(checkpoint)
+    check_sampling_options(checkpoint, condition, guidance)
     cache = open_cache(cache)
     chosen = check_episodes(cache, episodes)
     train = check_episodes(cache, train_episodes, "train episodes") if train_episodes is not None else None
     if train is not None and set(train) & set(chosen):
         raise EvalError(f"train episodes and evaluated episodes overlap: {sorted(set(train) & set(chosen))}")
     policy = load_policy(checkpoint, device)
+    sampling = sampling_of(policy, condition, guidance)
     modality = policy.processor.modality
     names = list(modality.action)
     horizon = policy.config.action_head.action_horizon
@@ -100,7 +143,8 @@ def evaluate_policy(checkpoint: str | Path, cache, episodes=None, train_episodes
         loader = tqdm(loader, desc="predicting", unit="batch")
     preds, recs, eps, rows = [], [], [], []
     for i, batch in enumerate(loader):
-        out = policy.get_action(model_inputs(batch), num_steps=num_steps, seed=seed + i)
+        out = policy.get_action(model_inputs(batch), num_steps=num_steps, seed=seed + i, condition=condition,
+                                guidance=guidance)
         preds.append(_chunk(out, names))                                       # [B, T, Da]
         recs.append(_chunk(batch, names))                                      # [B, T, Da]
         eps.append(to_numpy(batch["episode"]).reshape(-1).astype(np.int64))
@@ -116,7 +160,7 @@ def evaluate_policy(checkpoint: str | Path, cache, episodes=None, train_episodes
     else:
         mean, source = stats_mean(policy, names), "the checkpoint's normalisation statistics (action mean)"
     m = {
-        "count": int(pred.shape[0]), "action_horizon": horizon,
+        "count": int(pred.shape[0]), "action_horizon": horizon, **sampling,
         "action.first_mse": action_mse(pred[:, 0], rec[:, 0]),
         "action.chunk_mse": action_mse(pred, rec),
         "action.first_mae": float(np.mean(np.abs(pred[:, 0] - rec[:, 0]))),
@@ -142,7 +186,7 @@ def evaluate_policy(checkpoint: str | Path, cache, episodes=None, train_episodes
                                          times=times)
     seconds = time.monotonic() - start
     info = {"checkpoint": str(checkpoint), "cache": str(cache.path), "episodes": chosen, "train_episodes": train,
-            "samples": int(indices.size), "num_steps": num_steps, "seed": seed,
+            "samples": int(indices.size), "num_steps": num_steps, "seed": seed, **sampling,
             "device": str(policy.device), "seconds": round(seconds, 2)}
     files["metrics"] = write_json(out / "metrics.json", {"info": info, "metrics": m})
     return {"metrics": m, "files": files, "samples": int(indices.size), "seconds": seconds}
