@@ -3,14 +3,16 @@
 No weights can be downloaded, so the first ``gr00t-rlhf drive --sim`` makes its own models with the
 project's own code, in a few minutes on a laptop CPU, and caches them:
 
-1. **Demonstrations** (in process, no DDS): the simulator sim_node runs (:class:`SimRobot`) driven
-   by the expert expert_node runs (:class:`ScriptedExpert`), written with the recorder's dataset
-   writer (:class:`DatasetWriter`, the binary feedback vocabulary): the same format as a recorded
-   dataset. Expert episodes, plus deliberately imperfect ones (the expert heading for the wrong
-   object; the expert with random wheel perturbations) so the reward model sees both labels.
-2. **Labels** from the simulator's ground truth: a frame is "Doing good" (key 1) when the robot has
-   reached the goal, or got at least ``progress_m`` closer to it over the last second without a
-   collision in that second; otherwise "Doing bad" (key 0).
+1. **Demonstrations** with the shared in-process rollouts (:func:`gr00t_rlhf_ros.sim.rollout.rollout`,
+   no DDS): sim_node's robot and rates, expert_node's scripted expert, recorded through the recorder's
+   own code into a dataset of the recorded format. Expert episodes, the expert with noisy commands
+   (:class:`~gr00t_rlhf_ros.sim.drivers.NoisyExpertDriver`), and deliberately bad ones (the expert
+   heading for the wrong object, the expert with bursts of random wheel speeds: ``WrongGoalDriver``,
+   ``PerturbedDriver``) so the reward model sees both labels.
+2. **Labels** by the shared simulated human (:mod:`gr00t_rlhf_ros.sim.labeler`, binary, no noise):
+   "Doing good" (key 1) at the goal or with at least ``progress_m`` of progress over the last second
+   and no collision in it; otherwise "Doing bad" (key 0); the vocabulary's default key for the
+   first half second. The truth per frame is in the dataset's ``meta/sim_labels.jsonl``.
 3. **Training** with ``gr00t_rlhf_train.stages`` on the ``tiny`` preset: ``train sft`` on the
    expert episodes only (the imperfect ones are its holdout), ``train reward`` on all of them.
 
@@ -34,9 +36,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 
-FORMAT = "gr00t_rlhf_demo_models/1"
+FORMAT = "gr00t_rlhf_demo_models/2"   # 2: recorded with sim.rollout, labeled by sim.labeler
 ENV_DIR = "GR00T_RLHF_DEMO_MODELS"
 GOOD, BAD = 1, 0           # keys of the binary feedback vocabulary (the recorder's default)
 KINDS = ("expert", "noisy_expert", "wrong_goal", "perturbed")
@@ -53,13 +54,12 @@ class DemoRecipe:
 
     tasks: tuple[str, ...] = ("Find Blue cube", "Find Green sphere", "Find Red cylinder")
     expert_episodes: int = 16        # layout seeds 0.. ; tasks cycle (seed 0 gets the sim's default task)
-    noisy_expert_episodes: int = 16  # the same layouts again, noise on the executed command, the expert's recorded
-    noise: float = 1.5               # rad/s, std of that noise (DART: the policy sees how the expert recovers)
+    noisy_expert_episodes: int = 16  # the expert's layouts again, with noisy commands (recorded as executed)
+    noise: float = 1.5               # rad/s, std of the Gaussian noise on each wheel command (NoisyExpertDriver)
     wrong_goal_episodes: int = 6     # the expert drives to another goal object
     perturbed_episodes: int = 6      # the expert with bursts of random wheel speeds
     max_seconds: float = 30.0        # per episode
     hold_seconds: float = 1.5        # recorded standing at the goal after success (the policy learns to stop)
-    fps: float = 10.0                # dataset frame rate (= the sim camera's default rate)
     control_rate: float = 20.0       # expert commands per second (expert_node's default)
     image_size: tuple[int, int] = (96, 128)   # (height, width) rendered; same 4:3 as the 320x240 camera
     progress_m: float = 0.05         # label "good": this much closer to the goal over the last second
@@ -91,10 +91,13 @@ class DemoRecipe:
         if self.wrong_goal_episodes + self.perturbed_episodes < 1:
             raise ValueError("DemoRecipe: at least one imperfect episode (wrong_goal or perturbed) is needed so "
                              "the reward model sees 'Doing bad' frames")
-        for name in ("max_seconds", "fps", "control_rate", "progress_m", "lr", "reward_lr", "eval_seconds"):
+        for name in ("max_seconds", "control_rate", "progress_m", "lr", "reward_lr", "eval_seconds"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"DemoRecipe.{name}: {v!r} must be a positive number")
+        if isinstance(self.noise, bool) or not (isinstance(self.noise, (int, float)) and math.isfinite(self.noise)
+                                                and self.noise >= 0):
+            raise ValueError(f"DemoRecipe.noise: {self.noise!r} must be a number >= 0")
         if not self.hold_seconds >= 0:
             raise ValueError(f"DemoRecipe.hold_seconds: {self.hold_seconds!r} must be >= 0")
         h, w = self.image_size
@@ -215,18 +218,6 @@ class Episode:
     collisions: int
 
 
-def label(distances: list[float], collided: list[bool], success: bool, frames_per_second: int,
-          progress_m: float) -> int:
-    """The frame's feedback key from the ground truth up to it (newest last): GOOD or BAD."""
-    if success:
-        return GOOD
-    back = min(frames_per_second, len(distances) - 1)
-    if back == 0:
-        return BAD
-    closer = distances[-1 - back] - distances[-1]
-    return GOOD if closer >= progress_m and not any(collided[-1 - back:]) else BAD
-
-
 def _episode_plan(recipe: DemoRecipe) -> list[tuple[str, int, str]]:
     """(kind, layout seed, task) of every episode, expert ones first."""
     tasks = recipe.tasks
@@ -240,92 +231,68 @@ def _episode_plan(recipe: DemoRecipe) -> list[tuple[str, int, str]]:
     return plan
 
 
-def drive_episode(writer, recipe: DemoRecipe, index: int, kind: str, seed: int, task: str) -> Episode:
-    """Simulate one episode and write it through ``writer`` (a DatasetWriter); -> its Episode."""
-    from gr00t_rlhf_ros.expert import ExpertConfig, ScriptedExpert
-    from gr00t_rlhf_ros.sim.robot import SimConfig, SimRobot
+def driver_for(kind: str, recipe: DemoRecipe):
+    """The shared rollout driver of an episode kind (seeded with the recipe's seed)."""
+    from gr00t_rlhf_ros.sim.drivers import NoisyExpertDriver, PerturbedDriver, WrongGoalDriver
+    from gr00t_rlhf_ros.sim.rollout import ExpertDriver
 
-    h, w = recipe.image_size
-    rng = np.random.default_rng([recipe.seed, seed])
-    robot = SimRobot(seed=seed, task=task, config=SimConfig(camera_width=w, camera_height=h))
-    geom = robot.config.robot
-    expert = ScriptedExpert(robot.layout, ExpertConfig(wheel_radius=geom.wheel_radius, track=geom.track,
-                                                       max_wheel_speed=robot.config.max_wheel_speed))
-    decoy = None
+    if kind == "expert":
+        return ExpertDriver()
+    if kind == "noisy_expert":
+        return NoisyExpertDriver(seed=recipe.seed, std=recipe.noise)
     if kind == "wrong_goal":
-        others = [o for o in robot.layout.objects if o.name != robot.task.goal]
-        decoy = others[int(rng.integers(len(others)))]
-    ep = writer.start_episode(task)
-    dt_frame, dt_ctrl = 1.0 / recipe.fps, 1.0 / recipe.control_rate
-    per_second = max(1, round(recipe.fps))
-    distances, collided = [], []
-    burst_until, burst_cmd, next_burst = -1.0, (0.0, 0.0), float(rng.uniform(1.0, 3.0))
-    noise, next_noise = np.zeros(2), 0.0
-    t, next_frame, success_at, good, frames = 0.0, 0.0, None, 0, 0
-    try:
-        while t <= recipe.max_seconds + 1e-9:
-            gt = robot.ground_truth()
-            steer = gt
-            if decoy is not None:  # the expert, heading for the wrong object (and never stopping there)
-                steer = gt | {"goal": decoy.name, "goal_position": list(decoy.position), "success": False,
-                              "around": None}
-            command = expert.act(steer)
-            executed = command
-            if kind == "noisy_expert":  # noise held for 0.5 s: long enough to push the robot off the expert's path
-                if t >= next_noise:
-                    noise, next_noise = rng.normal(0, recipe.noise, 2), t + 0.5
-                lim = robot.config.max_wheel_speed
-                executed = tuple(float(np.clip(v + n, -lim, lim)) for v, n in zip(command, noise))
-            if kind == "perturbed":
-                if t >= next_burst:
-                    lim = robot.config.max_wheel_speed
-                    burst_cmd = tuple(float(v) for v in rng.uniform(-lim, lim, 2))
-                    burst_until, next_burst = t + float(rng.uniform(0.8, 2.0)), t + float(rng.uniform(2.5, 5.0))
-                if t < burst_until:
-                    command = executed = burst_cmd
-            if next_frame <= t + 1e-9:  # a frame: what the robot saw and the command it got for it
-                distances.append(gt["goal_distance"])
-                collided.append(bool(gt["collision"]))
-                if gt["success"] and success_at is None:
-                    success_at = t
-                key = label(distances, collided, gt["success"], per_second, recipe.progress_m)
-                acc = float(np.linalg.norm(robot.imu().linear_acceleration))
-                state = np.array([*robot.joint_velocities(), acc], np.float32)
-                ep.add_frame(robot.render(), state, np.array(command, np.float32), t, key)
-                good += key == GOOD
-                frames += 1
-                next_frame += dt_frame
-            if success_at is not None and t - success_at >= recipe.hold_seconds:
-                break
-            robot.set_command(*executed)
-            t += dt_ctrl
-            robot.step_to(t)
-        index = ep.commit()
-    except BaseException:
-        ep.discard()
-        raise
-    finally:
-        robot.close()
-    gt = robot.ground_truth()
-    return Episode(index, kind, seed, task, frames, good, success_at is not None, round(t, 2), gt["collisions"])
+        return WrongGoalDriver(seed=recipe.seed)
+    if kind == "perturbed":
+        return PerturbedDriver(seed=recipe.seed)
+    raise ValueError(f"demo models: episode kind {kind!r}: allowed {', '.join(KINDS)}")
+
+
+def rollout_config(recipe: DemoRecipe):
+    """The recording drives: sim_node's rates, the recipe's camera size, timeout and hold at the goal."""
+    from gr00t_rlhf_ros.sim.rollout import RolloutConfig
+
+    return RolloutConfig(max_seconds=recipe.max_seconds, hold_after_success=recipe.hold_seconds,
+                         camera_size=tuple(recipe.image_size), expert_rate=recipe.control_rate)
+
+
+def labeler_config(recipe: DemoRecipe):
+    """The simulated human that labels the demonstrations: binary keys, no noise, the recipe's progress rule."""
+    from gr00t_rlhf_ros.sim.labeler import LabelerConfig
+
+    return LabelerConfig(vocabulary="binary", window=1.0, progress_m=recipe.progress_m, seed=recipe.seed)
 
 
 def record_demonstrations(root: Path, recipe: DemoRecipe, log) -> list[Episode]:
-    """Write every episode of the recipe into a new dataset at ``root``."""
-    from gr00t_rlhf_train.data.writer import DatasetWriter
-    from gr00t_rlhf_train.feedback import BINARY
+    """Record every episode of the recipe into a new dataset at ``root`` with the shared rollout code
+    (``sim.rollout.rollout``: sim_node's robot and rates, the recorder's writer, the simulated human's labels),
+    one ``rollout`` call per kind of driver, in the plan's order."""
+    from gr00t_rlhf_ros.sim.rollout import RobotPool, read_sim_labels, rollout
 
-    writer = DatasetWriter.create(root, recipe.fps, recipe.image_size, BINARY)
-    episodes = []
-    try:
-        plan = _episode_plan(recipe)
-        for i, (kind, seed, task) in enumerate(plan):
-            e = drive_episode(writer, recipe, i, kind, seed, task)
-            episodes.append(e)
-            log(f"demo models: episode {i + 1}/{len(plan)} {kind:10s} seed {seed:3d} {task!r}: {e.frames} frames, "
-                f"{'reached' if e.success else 'not reached'}, {e.good}/{e.frames} good")
-    finally:
-        writer.close()
+    if (Path(root) / "meta" / "info.json").exists():
+        raise DemoModelError(f"demo models: {root} holds a dataset already; demonstrations go to a new directory")
+    plan = _episode_plan(recipe)
+    cfg, labeler = rollout_config(recipe), labeler_config(recipe)
+    episodes: list[Episode] = []
+    with RobotPool() as pool:
+        i = 0
+        while i < len(plan):
+            kind = plan[i][0]
+            j = i
+            while j < len(plan) and plan[j][0] == kind:
+                j += 1
+            part = [(seed, task) for _, seed, task in plan[i:j]]
+            results = rollout(driver_for(kind, recipe), part, cfg, record=root, labeler=labeler, pool=pool)
+            labels = read_sim_labels(root)
+            for (seed, task), r in zip(part, results):
+                if r.episode_index is None:
+                    raise DemoModelError(f"demo models: the {kind} episode on layout {seed} recorded no frames")
+                keys = labels.get(r.episode_index, {}).get("recorded", [])
+                e = Episode(r.episode_index, kind, seed, task, r.frames, sum(k == GOOD for k in keys), r.success,
+                            round(r.duration, 2), r.collisions)
+                episodes.append(e)
+                log(f"demo models: episode {len(episodes)}/{len(plan)} {kind:12s} seed {seed:3d} {task!r}: "
+                    f"{e.frames} frames, {'reached' if e.success else 'not reached'}, {e.good}/{e.frames} good")
+            i = j
     return episodes
 
 
@@ -423,7 +390,8 @@ def _build(recipe: DemoRecipe, work: Path, log, t0: float) -> DemoModels:
     if recipe.eval_seeds:
         log(f"demo models: driving the policy on {len(recipe.eval_seeds)} layouts (in process, "
             f"{recipe.eval_seconds:g} s each at most)")
-        driving = evaluate_policy(work / "policy", list(recipe.eval_seeds), recipe.tasks, recipe.eval_seconds, log)
+        driving = evaluate_policy(work / "policy", list(recipe.eval_seeds), recipe.tasks, recipe.eval_seconds, log,
+                                  policy_seed=recipe.seed)
     report = {
         "format": FORMAT, "key": recipe.key(), "recipe": recipe.to_dict(),
         "episodes": [asdict(e) for e in episodes],
@@ -446,61 +414,35 @@ def _build(recipe: DemoRecipe, work: Path, log, t0: float) -> DemoModels:
 
 # ---------------------------------------------------------------------------- how well it drives
 
-def rollout(runtime, seed: int, task: str, max_seconds: float = 30.0, replan_every: int = 8,
-            action_rate: float = 10.0, camera_size: tuple[int, int] = (240, 320)) -> dict:
-    """Drive one simulated episode with a policy runtime, in process (no DDS, no model latency).
-
-    Like policy_node at its defaults: a chunk's actions are held for 1/``action_rate`` s each and a new
-    chunk is asked for every ``replan_every`` actions. -> {"seed", "task", "success", "seconds",
-    "final_distance", "collisions"}.
-    """
-    from gr00t_rlhf_ros.sim.robot import SimConfig, SimRobot
-
-    spec = runtime.spec
-    robot = SimRobot(seed=seed, task=task, config=SimConfig(camera_width=camera_size[1], camera_height=camera_size[0]))
-    dt = 1.0 / action_rate
-    t, chunk, i, success_at = 0.0, None, replan_every, None
-    try:
-        while t < max_seconds:
-            if chunk is None or i >= min(replan_every, len(chunk)):
-                left, right = robot.joint_velocities()
-                acc = float(np.linalg.norm(robot.imu().linear_acceleration))
-                values = {"state.left_wheel": left, "state.right_wheel": right, "state.acceleration": acc}
-                obs = {spec.video_keys[0]: robot.render(), spec.language_key: task}
-                obs |= {k: np.array([values[k]], np.float32) for k, _dim in spec.state_keys}
-                chunk, i = runtime.act(obs, seed=seed * 1000 + int(t * 10)).actions, 0
-            robot.set_command(*(float(v) for v in chunk[i]))
-            i += 1
-            t += dt
-            robot.step_to(t)
-            if robot.ground_truth()["success"]:
-                success_at = t
-                break
-        gt = robot.ground_truth()
-    finally:
-        robot.close()
-    return {"seed": seed, "task": task, "success": success_at is not None,
-            "seconds": round(success_at if success_at is not None else t, 1),
-            "final_distance": round(gt["goal_distance"], 2), "collisions": gt["collisions"]}
-
-
 def evaluate_policy(policy_dir: str | Path, seeds: list[int], tasks: tuple[str, ...], max_seconds: float = 30.0,
-                    log=None) -> dict:
-    """Roll the policy out on ``seeds`` (task ``tasks[seed % len(tasks)]``); -> success count and episodes."""
+                    log=None, policy_seed: int = 0) -> dict:
+    """Drive the policy on layouts ``seeds`` (task ``tasks[seed % len(tasks)]``) with the shared rollout code,
+    which executes chunks exactly as policy_node does (its observation builder and controller: interpolation,
+    cross-fade, replanning at its defaults; no model latency), at sim_node's default camera size.
+    -> {"success": "k/n", "summary": sim.rollout.summarize(...), "episodes": [...]}."""
+    from gr00t_rlhf_ros.sim.rollout import PolicyDriver, RolloutConfig, rollout, summarize
     from gr00t_rlhf_train.inference import open_policy
 
     runtime = open_policy(str(policy_dir), device="cpu", cuda_graphs=False)
-    episodes = []
+    driver = PolicyDriver(runtime)
+    episodes, results = [], []
     try:
         for s in seeds:
-            e = rollout(runtime, s, tasks[s % len(tasks)], max_seconds)
+            task = tasks[s % len(tasks)]
+            r = rollout(driver, [(s, task)], RolloutConfig(max_seconds=max_seconds, policy_seed=policy_seed))[0]
+            results.append(r)
+            e = {"seed": s, "task": task, "success": r.success,
+                 "seconds": round(r.time_to_goal if r.success else r.duration, 1),
+                 "final_distance": round(r.final_distance, 2), "collisions": r.collisions}
             episodes.append(e)
             if log:
-                log(f"demo models: policy on layout {s} {e['task']!r}: "
+                log(f"demo models: policy on layout {s} {task!r}: "
                     f"{'reached in %.1f s' % e['seconds'] if e['success'] else 'not reached (%.2f m to go)' % e['final_distance']}")
     finally:
+        driver.close()
         runtime.close()
-    return {"success": f"{sum(e['success'] for e in episodes)}/{len(episodes)}", "episodes": episodes}
+    return {"success": f"{sum(e['success'] for e in episodes)}/{len(episodes)}", "summary": summarize(results),
+            "episodes": episodes}
 
 
 def _import_triton_before_mujoco() -> None:

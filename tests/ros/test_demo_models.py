@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gr00t_rlhf_ros import demo_models as dm
-from gr00t_rlhf_ros.demo_models import BAD, GOOD, DemoRecipe, label
+from gr00t_rlhf_ros.demo_models import BAD, GOOD, DemoRecipe
 
 
 def test_the_recipe_hash_names_the_cache_and_changes_with_the_recipe(tmp_path, monkeypatch):
@@ -44,23 +44,14 @@ def test_an_unwritable_cache_is_one_clear_line(tmp_path):
     (dict(expert_episodes=0), "DemoRecipe.expert_episodes: 0 must be an integer >= 1"),
     (dict(wrong_goal_episodes=0, perturbed_episodes=0), "at least one imperfect episode"),
     (dict(image_size=(95, 128)), "DemoRecipe.image_size"),
-    (dict(fps=0.0), "DemoRecipe.fps: 0.0 must be a positive number"),
+    (dict(control_rate=0.0), "DemoRecipe.control_rate: 0.0 must be a positive number"),
+    (dict(noise=-1.0), "DemoRecipe.noise: -1.0 must be a number >= 0"),
     (dict(tasks=()), "DemoRecipe.tasks"),
     (dict(reward_action_horizon=-1), "DemoRecipe.reward_action_horizon: -1 must be an integer >= 0"),
 ])
 def test_bad_recipes_are_refused_naming_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DemoRecipe(**kwargs)
-
-
-def test_labels_follow_progress_over_the_last_second():
-    d = [3.0, 2.9, 2.8, 2.7]
-    assert label(d[:1], [False], False, 2, 0.05) == BAD                   # nothing to compare with yet
-    assert label(d, [False] * 4, False, 2, 0.05) == GOOD                  # 0.2 m closer in the last second
-    assert label(d[::-1], [False] * 4, False, 2, 0.05) == BAD             # further away
-    assert label([3.0, 2.99, 2.98], [False] * 3, False, 2, 0.05) == BAD   # too little progress (standing)
-    assert label(d, [False, False, True, False], False, 2, 0.05) == BAD   # a collision in that second
-    assert label([0.4, 0.4, 0.4], [False] * 3, True, 2, 0.05) == GOOD     # at the goal: good while it stays
 
 
 def test_episodes_are_written_in_the_recorders_format_with_both_labels(tmp_path):
@@ -84,3 +75,20 @@ def test_episodes_are_written_in_the_recorders_format_with_both_labels(tmp_path)
     assert not np.allclose(noisy.state[:20], expert.state[:20])   # the noise moved the robot differently
     assert set(keys.tolist()) == {BAD, GOOD}
     assert episodes[0].good > episodes[0].frames / 2 > 0                          # the expert mostly makes progress
+    # recorded by the shared rollouts: the simulated human's truth per frame, the driver of each episode
+    from gr00t_rlhf_ros.sim.rollout import read_sim_labels
+    labels = read_sim_labels(tmp_path / "ds")
+    assert [labels[e.index]["driver"] for e in episodes] == ["expert", "noisy_expert", "wrong_goal"]
+    assert all(labels[e.index]["recorded"] == labels[e.index]["truth"] for e in episodes)   # a noiseless labeler
+    assert [sum(k == GOOD for k in labels[e.index]["recorded"]) for e in episodes] == [e.good for e in episodes]
+
+
+def test_the_check_drive_runs_the_policy_through_the_shared_rollouts():
+    lines = []
+    driving = dm.evaluate_policy("tiny", [0, 3], ("Find Blue cube", "Find Green sphere"), max_seconds=1.5,
+                                 log=lines.append)
+    assert driving["summary"]["episodes"] == 2 and driving["success"] in ("0/2", "1/2", "2/2")
+    assert [e["seed"] for e in driving["episodes"]] == [0, 3]
+    assert [e["task"] for e in driving["episodes"]] == ["Find Blue cube", "Find Green sphere"]
+    assert set(driving["episodes"][0]) == {"seed", "task", "success", "seconds", "final_distance", "collisions"}
+    assert len(lines) == 2 and lines[0].startswith("demo models: policy on layout 0 'Find Blue cube': ")
