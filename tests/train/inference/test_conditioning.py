@@ -123,3 +123,18 @@ def test_serve_cli_condition_flags(policy_ckpt, acfm_ckpt, capsys):
         main(["serve", "policy", str(acfm_ckpt), "--condition", "great"])
     assert "invalid choice: 'great'" in capsys.readouterr().err
 
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("n", [1, 3])
+def test_cuda_graphs_equal_eager_per_setting_on_gpu(acfm_ckpt, reward_ckpt, obs, n):
+    extra = dict(reward_model=str(reward_ckpt), num_candidates=n) if n > 1 else {}
+    for condition, guidance in ((None, None), ("bad", 3.0), ("good", 1.0)):
+        fast = open_policy(str(acfm_ckpt), device="cuda", condition=condition, guidance=guidance, **extra)
+        slow = open_policy(str(acfm_ckpt), device="cuda", cuda_graphs=False, condition=condition, guidance=guidance,
+                           **extra)
+        for i in range(4):                                   # warm-up, capture, replays
+            a, b = fast.act(obs(i, stamp=0.2 * i), seed=5), slow.act(obs(i, stamp=0.2 * i), seed=5)
+            np.testing.assert_allclose(a.actions, b.actions, atol=1e-2)
+        graphs = fast.best_of_n._sample if n > 1 else fast.policy._graphed
+        assert graphs.num_graphs == 1                        # one graph for this setting
