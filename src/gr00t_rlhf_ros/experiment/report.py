@@ -106,6 +106,7 @@ def plots(results: dict, img_dir: Path, prefix: str = "rlhf_") -> dict[str, Path
         e = np.array([p[1] or 0.0 for p in pts], float) * 100
         ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=m)
     ax.axhline(results["expert"]["summary"]["success_rate"] * 100, color="k", ls="--", lw=1, label="expert")
+    ax.set_xticks(range(len(pts)))
     ax.set_xlabel("stage-3 round (0 = SFT)")
     ax.set_ylabel("success rate, held-out layouts (%)")
     ax.set_ylim(-5, 105)
@@ -246,7 +247,7 @@ def write_report(results: dict, path: Path, img_dir: Path, intro: str = "") -> d
     video = results.get("video")
     if video and Path(video["path"]).is_file():
         import shutil
-        files["video"] = img_dir / f"{prefix}side_by_side.mp4"
+        files["video"] = img_dir / "rlhf_side_by_side.mp4"
         shutil.copyfile(video["path"], files["video"])
         lines.append(f"Side-by-side video (left SFT, right stage 3 `both`, held-out layout {video['seed']} "
                      f"{video['task']!r}; SFT {'reached' if video['sft']['success'] else 'did not reach'} the goal, "

@@ -28,7 +28,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SIZES = ("tiny", "small", "full")
