@@ -121,3 +121,12 @@ def test_steps_cache_by_key_and_a_failing_step_is_one_line(tmp_path):
         steps.run("b", {}, broken)
     assert not (tmp_path / "b" / "step.json").exists()                          # not finished: redone next time
     assert steps.run("b", {}, work)["value"] == 3
+
+
+def test_the_experiment_imports_no_rclpy():
+    code = ("import sys, gr00t_rlhf_ros.experiment.rlhf, gr00t_rlhf_ros.experiment.report, "
+            "gr00t_rlhf_ros.experiment.cli, gr00t_rlhf_ros.sim.rollout; "
+            "bad = [m for m in sys.modules if m.startswith(('rclpy', 'std_msgs', 'sensor_msgs'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
