@@ -14,7 +14,9 @@ project's own code, in a few minutes on a laptop CPU, and caches them:
    and no collision in it; otherwise "Doing bad" (key 0); the vocabulary's default key for the
    first half second. The truth per frame is in the dataset's ``meta/sim_labels.jsonl``.
 3. **Training** with ``gr00t_rlhf_train.stages`` on the ``tiny`` preset: ``train sft`` on the
-   expert episodes only (the imperfect ones are its holdout), ``train reward`` on all of them.
+   expert and noisy-expert episodes (the others are its holdout), ``train reward`` on all of them.
+4. **A check drive** (:func:`evaluate_policy`): the shared rollouts with ``PolicyDriver``, which
+   executes chunks through policy_node's own controller, summarised by ``sim.rollout.summarize``.
 
 The cache lives in ``$GR00T_RLHF_DEMO_MODELS`` or ``${XDG_CACHE_HOME:-~/.cache}/gr00t-rlhf/demo-models``,
 one directory per recipe (``<key>`` = a hash of :class:`DemoRecipe`), holding ``policy/``,
