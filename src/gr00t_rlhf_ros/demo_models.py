@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-FORMAT = "gr00t_rlhf_demo_models/2"   # 2: recorded with sim.rollout, labeled by sim.labeler
+FORMAT = "gr00t_rlhf_demo_models/3"   # 2: recorded with sim.rollout, labeled by sim.labeler; 3: DART noisy experts
 ENV_DIR = "GR00T_RLHF_DEMO_MODELS"
 GOOD, BAD = 1, 0           # keys of the binary feedback vocabulary (the recorder's default)
 KINDS = ("expert", "noisy_expert", "wrong_goal", "perturbed")
@@ -241,7 +241,7 @@ def driver_for(kind: str, recipe: DemoRecipe):
     if kind == "expert":
         return ExpertDriver()
     if kind == "noisy_expert":
-        return NoisyExpertDriver(seed=recipe.seed, std=recipe.noise)
+        return NoisyExpertDriver(seed=recipe.seed, std=recipe.noise, hold=0.5, dart=True)   # DART, noise held 0.5 s
     if kind == "wrong_goal":
         return WrongGoalDriver(seed=recipe.seed)
     if kind == "perturbed":

@@ -85,21 +85,39 @@ class PerturbedDriver(_Spoiled):
 
 
 class NoisyExpertDriver(_Spoiled):
-    """The expert's command plus Gaussian noise of ``std`` rad/s on each wheel (clamped by the robot)."""
+    """The expert's command plus Gaussian noise of ``std`` rad/s on each wheel (clamped by the robot).
+
+    ``hold``: each noise draw is kept for this many seconds (0: a new draw every command), so the robot
+    really drifts off the expert's path. ``dart``: the rollout records the expert's own command while the
+    robot executes the noisy one (DART, Laskey et al. 2017): demonstrations of how to recover from being
+    off the path, labelled with the expert's correction rather than the noise.
+    """
 
     name = "noisy_expert"
 
-    def __init__(self, seed: int = 0, std: float = 1.0, **tuning):
+    def __init__(self, seed: int = 0, std: float = 1.0, hold: float = 0.0, dart: bool = False, **tuning):
         super().__init__(seed, **tuning)
         _check("NoisyExpertDriver.std", std)
-        self.std = float(std)
+        _check("NoisyExpertDriver.hold", hold)
+        self.std, self.hold, self.dart = float(std), float(hold), bool(dart)
 
     def make(self, robot):
-        expert, rng, std = super().make(robot), self.rng(robot), self.std
+        expert, rng, std, hold, dart = super().make(robot), self.rng(robot), self.std, self.hold, self.dart
 
         class Noisy:
+            def __init__(self):
+                self.noise, self.until, self.clean = (0.0, 0.0), -1.0, None
+
             def act(self, gt: dict) -> tuple[float, float]:
                 left, right = expert.act(gt)
-                dl, dr = rng.normal(0.0, std, 2)
-                return left + float(dl), right + float(dr)
+                t = float(gt["time"])
+                if t >= self.until:
+                    self.noise = tuple(float(v) for v in rng.normal(0.0, std, 2))
+                    self.until = t + hold if hold > 0 else t
+                self.clean = (left, right)
+                return left + self.noise[0], right + self.noise[1]
+
+            def recorded(self) -> tuple[float, float] | None:
+                """The command the rollout records for the last ``act`` (None: the executed one)."""
+                return self.clean if dart else None
         return Noisy()

@@ -409,11 +409,14 @@ class _Env:
         return obs
 
     def control(self, t: float) -> None:
+        recorded = None
         if self.expert is not None:
             if self.gt is None:
                 left, right = 0.0, 0.0
             else:
                 left, right = self.expert.act(self.gt)
+                # a driver may record another command than it executes (NoisyExpertDriver(dart=True))
+                recorded = getattr(self.expert, "recorded", lambda: None)()
         else:
             cmd = self.controller.tick(t, self.builder.stale(t, self.cfg.control.input_timeout))
             left, right = cmd.wheels
@@ -421,7 +424,8 @@ class _Env:
         if self.trace is not None:
             self.trace["commands"].append([t, float(left), float(right)])
         if self.recorder is not None:
-            feed(self.recorder, "wheel_commands", M.Float64MultiArray([float(left), float(right)]), t,
+            rl, rr = recorded if recorded is not None else (left, right)
+            feed(self.recorder, "wheel_commands", M.Float64MultiArray([float(rl), float(rr)]), t,
                  "wheel_commands", self.contract.wheel_joints)
 
     def finish(self, end: str, t: float) -> None:

@@ -209,3 +209,21 @@ def test_imperfect_drivers_are_seeded_and_worse_than_the_expert(tmp_path):
         NoisyExpertDriver(std=-1)
     with pytest.raises(ValueError, match=r"PerturbedDriver.burst\[1\]"):
         PerturbedDriver(burst=(2.0, 1.0))
+
+
+def test_a_dart_noisy_expert_records_the_experts_command_while_executing_the_noisy_one(tmp_path):
+    from gr00t_rlhf_ros.sim.drivers import NoisyExpertDriver
+    from gr00t_rlhf_ros.sim.robot import SimRobot
+    robot = SimRobot(seed=3)
+    try:
+        driver = NoisyExpertDriver(seed=1, std=2.0, hold=0.5, dart=True).make(robot)
+        gt = robot.ground_truth()
+        executed = driver.act(gt)
+        clean = driver.recorded()
+        assert clean is not None and executed != clean                  # noise on the executed command only
+        assert driver.act(gt | {"time": gt["time"] + 0.1})[0] - driver.recorded()[0] == executed[0] - clean[0]  # held
+        plain = NoisyExpertDriver(seed=1, std=2.0).make(robot)
+        plain.act(gt)
+        assert plain.recorded() is None                                 # records what it executes
+    finally:
+        robot.close()
