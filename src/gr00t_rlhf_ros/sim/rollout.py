@@ -158,7 +158,10 @@ class PolicyDriver:
             policy = open_policy(str(policy), device=device, cuda_graphs=cuda_graphs)
             self._own = True
         self.runtime = policy
+        # a runtime's condition / guidance overrides (advantage-conditioned policies; None: the checkpoint's)
+        self.sampling = {"condition": getattr(policy, "condition", None), "guidance": getattr(policy, "guidance", None)}
         if hasattr(policy, "get_action") and hasattr(policy, "processor"):   # a Gr00tPolicy
+            self.sampling = {"condition": None, "guidance": None}
             self.model, self.spec = policy, spec_from_processor(policy.processor)
         elif hasattr(policy, "act") and hasattr(policy, "spec"):
             batched = getattr(policy, "best_of_n", None) is None and hasattr(policy, "policy")
@@ -194,7 +197,7 @@ class PolicyDriver:
             obs[spec.language_key] = [c[spec.language_key] for c in clean]
         try:
             if n == 1 or getattr(self.model, "_graphed", None) is not None:
-                out = self.model.get_action(obs, seed=seeds[0])
+                out = self.model.get_action(obs, seed=seeds[0], **self.sampling)
             else:
                 out = self._sample(obs, seeds)
         except Exception as e:  # noqa: BLE001 - one line naming the policy, as the runtime does
@@ -217,7 +220,7 @@ class PolicyDriver:
         noise = torch.cat([head.initial_noise(1, dev, dtype, None if s is None else
                                               torch.Generator(device=dev).manual_seed(int(s))) for s in seeds])
         with torch.no_grad():
-            actions = model.model.sample_actions(batch, noise=noise)                      # [B, T, A]
+            actions = model.model.sample_actions(batch, noise=noise, **self.sampling)    # [B, T, A]
         return model.processor.decode_actions(actions)
 
     def close(self) -> None:

@@ -227,3 +227,27 @@ def test_a_dart_noisy_expert_records_the_experts_command_while_executing_the_noi
         assert plain.recorded() is None                                 # records what it executes
     finally:
         robot.close()
+
+
+def test_a_runtimes_condition_and_guidance_reach_the_batched_rollout_path(tmp_path):
+    """An advantage-conditioned policy opened with overrides samples with them in rollouts (batched or not)."""
+    import torch
+    from gr00t_rlhf_train.inference import open_policy
+    from gr00t_rlhf_train.model.policy import Gr00tPolicy
+
+    p = Gr00tPolicy.from_config("tiny", seed=0).enable_advantage_conditioning("good", 2.0)
+    with torch.no_grad():
+        emb = p.model.action_head.model.timestep_encoder.condition_embedding.weight
+        emb.copy_(torch.randn(emb.shape, generator=torch.Generator().manual_seed(1)))
+    ckpt = p.save_pretrained(tmp_path / "acfm")
+    frame = np.full((*SMALL, 3), 90, np.uint8)
+    zero = np.zeros(1, np.float32)
+    obs = [{"video.ego_view": frame, "state.left_wheel": zero, "state.right_wheel": zero, "state.acceleration": zero,
+            "annotation.human.action.task_description": t} for t in ("Find Blue cube", "Find Red cylinder")]
+    bad = PolicyDriver(open_policy(str(ckpt), device="cpu", condition="bad", guidance=1.0))
+    default = PolicyDriver(open_policy(str(ckpt), device="cpu"))
+    for n in (1, 2):                                   # one observation: get_action; two: the batched sampler
+        got, base = bad.act(obs[:n], list(range(n))), default.act(obs[:n], list(range(n)))
+        want = [p.get_action(o, seed=i, condition="bad", guidance=1.0)["action.wheel_commands"] for i, o in enumerate(obs[:n])]
+        np.testing.assert_allclose(np.stack(got), np.stack(want), atol=1e-5)
+        assert not np.allclose(np.stack(got), np.stack(base))
