@@ -52,7 +52,8 @@ def _drive(args) -> int:
         width, height = args.camera_size
     try:
         opts = DriveOptions(sim=args.sim, driver=args.driver, policy=args.policy, reward_model=args.reward_model,
-                            num_candidates=args.num_candidates, seed=args.seed, task=args.task,
+                            num_candidates=args.num_candidates, condition=args.condition, guidance=args.guidance,
+                            seed=args.seed, task=args.task,
                             record=args.record, vocabulary=args.vocabulary, namespace=args.namespace or "",
                             use_sim_time=args.use_sim_time, log_level=args.log_level,
                             camera_width=width, camera_height=height, camera_rate=args.camera_rate,
@@ -120,6 +121,10 @@ def register(sub) -> None:
                         "policy, else none; none: no reward_node")
     p.add_argument("--num-candidates", type=int, default=1, metavar="N",
                    help="best-of-N: chunks the policy samples per inference; the reward model picks one (default 1)")
+    p.add_argument("--condition", default=None, choices=["unconditioned", "good", "bad"],
+                   help="an advantage-conditioned policy's condition (train rl --method acfm; default: the checkpoint's)")
+    p.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="its classifier-free guidance, >= 0 (default: the checkpoint's)")
     p.add_argument("--demo-models", default=None, metavar="DIR",
                    help=f"cache directory of the demo models (default ${ENV_DIR} or ~/.cache/gr00t-rlhf/demo-models)")
     p.add_argument("--rebuild-models", action="store_true", help="make the demo models anew even if cached")

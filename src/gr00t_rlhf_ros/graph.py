@@ -17,6 +17,7 @@ reads them with the same wildcard rules as rcl. No rclpy or launch import here.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ import yaml
 from gr00t_rlhf_ros.paths import config_path
 
 MODEL_PRESETS = ("tiny", "small", "gr00t-n1-2b")   # gr00t_rlhf_train.model.configuration.PRESETS
+CONDITIONS = ("unconditioned", "good", "bad")   # gr00t_rlhf_train.model.configuration.ADVANTAGE_CONDITIONS
 DRIVERS = ("policy", "expert", "none")
 DEMO = "demo"          # model source: the cached demo models (simulator only)
 AUTO = "auto"          # reward_model: the demo reward model when the policy is the demo one, else none
@@ -102,6 +104,8 @@ class DriveOptions:
     policy: str = DEMO                    # the policy_node's model source (driver "policy")
     reward_model: str = AUTO              # reward_node's model source; "" / "none": no reward_node
     num_candidates: int = 1               # best-of-N: chunks sampled per inference (> 1 needs a reward model)
+    condition: str | None = None          # advantage-conditioned policies (train rl --method acfm): None = checkpoint's
+    guidance: float | None = None         # classifier-free guidance of such a policy (None: the checkpoint's)
     seed: int | None = None               # sim layout seed (None: params file default)
     task: str | None = None               # instruction published on task
     record: str | None = None             # dataset directory: also start recorder_node
@@ -141,6 +145,14 @@ class DriveOptions:
         if n > 1 and not self.reward_source:
             raise DriveOptionError("num_candidates", n, "best-of-N needs a reward model to pick the best chunk: "
                                    "add {reward_model=CHECKPOINT} (or {num_candidates=1})")
+        if self.condition is not None and self.condition not in CONDITIONS:
+            raise DriveOptionError("condition", self.condition, f"not one of {', '.join(CONDITIONS)}")
+        g = self.guidance
+        if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 0):
+            raise DriveOptionError("guidance", g, "must be a finite number >= 0")
+        for name in ("condition", "guidance"):
+            if getattr(self, name) is not None and self.driver != "policy":
+                raise DriveOptionError(name, getattr(self, name), "only applies with {driver=policy}")
         if self.namespace and not _NAMESPACE.fullmatch(self.namespace):
             raise DriveOptionError("namespace", self.namespace,
                                    "not a ROS namespace (tokens of letters, digits and _, e.g. /robot1)")
@@ -279,6 +291,10 @@ def drive_graph(opts: DriveOptions) -> list[NodeSpec]:
         # the policy's own reward model only for best-of-N (reward_node loads its own copy to score the drive)
         params = {"policy": opts.policy, "num_candidates": opts.num_candidates,
                   "reward_model": opts.reward_source if opts.num_candidates > 1 else ""}
+        if opts.condition is not None:
+            params["condition"] = opts.condition
+        if opts.guidance is not None:
+            params["guidance"] = float(opts.guidance)
         if task:  # the instruction in force until one arrives on task
             params["task"] = task
         nodes.append(spec("policy_node", "policy.yaml", params))
@@ -336,6 +352,9 @@ LAUNCH_ARGUMENTS = (
                                          "with the demo policy, else none; none or empty: no reward_node"),
     LaunchArgument("num_candidates", "1", f"best-of-N: chunks sampled per inference, 1-{MAX_CANDIDATES} "
                                           "(> 1 needs a reward model)"),
+    LaunchArgument("condition", "", "advantage-conditioned policies (train rl --method acfm): unconditioned, good "
+                                    "or bad (empty: the checkpoint's)"),
+    LaunchArgument("guidance", "", "classifier-free guidance of such a policy, >= 0 (empty: the checkpoint's)"),
     LaunchArgument("demo_models", "", "where the demo models are cached (empty: $GR00T_RLHF_DEMO_MODELS or "
                                       "~/.cache/gr00t-rlhf/demo-models)"),
     LaunchArgument("seed", "", "arena layout seed (empty: config/sim.yaml)"),
@@ -400,6 +419,8 @@ def options_from_launch(values: dict[str, str], recording: bool = False) -> Driv
             policy=values.get("policy", DEMO).strip(),
             reward_model=values.get("reward_model", AUTO).strip(),
             num_candidates=_default(_number(values, "num_candidates", int), 1),
+            condition=values.get("condition", "").strip() or None,
+            guidance=_number(values, "guidance", float),
             seed=_number(values, "seed", int),
             task=values.get("task") or None,
             record=(values.get("dataset") if recording else values.get("record")) or None,

@@ -321,3 +321,22 @@ def test_a_reward_model_preset_is_refused_and_the_preset_list_matches_the_model_
     with pytest.raises(DriveOptionError, match="a reward model has no preset"):
         DriveOptions(reward_model="tiny")
     DriveOptions(policy="tiny", reward_model="none")          # a policy preset still drives (random weights)
+
+
+def test_condition_and_guidance_reach_the_policy_node_and_bad_values_name_the_option():
+    from gr00t_rlhf_ros.graph import CONDITIONS, DriveOptionError, DriveOptions, drive_graph, options_from_launch
+    from gr00t_rlhf_train.model.configuration import ADVANTAGE_CONDITIONS
+    assert tuple(CONDITIONS) == tuple(ADVANTAGE_CONDITIONS)
+    opts = DriveOptions(policy="tiny", reward_model="none", condition="good", guidance=2.0)
+    (policy,) = [n for n in drive_graph(opts) if n.executable == "policy_node"]
+    assert policy.parameters["condition"] == "good" and policy.parameters["guidance"] == 2.0
+    plain = [n for n in drive_graph(DriveOptions(policy="tiny", reward_model="none")) if n.executable == "policy_node"]
+    assert "condition" not in plain[0].parameters and "guidance" not in plain[0].parameters
+    launched = options_from_launch({"policy": "tiny", "reward_model": "none", "condition": "bad", "guidance": "1.5"})
+    assert (launched.condition, launched.guidance) == ("bad", 1.5)
+    for kwargs, message in ((dict(condition="great"), "--condition great: not one of unconditioned, good, bad"),
+                            (dict(guidance=-1.0), "--guidance -1.0: must be a finite number >= 0"),
+                            (dict(driver="expert", policy="demo", condition="good"), "--condition good: only applies")):
+        with pytest.raises(DriveOptionError) as e:
+            DriveOptions(reward_model="none", **kwargs)
+        assert str(e.value).startswith(message), str(e.value)
