@@ -27,7 +27,6 @@ What it does:
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -606,7 +605,7 @@ def _is_main() -> bool:
 
 # -- CLI ---------------------------------------------------------------------------------------
 def add_parser(sub) -> None:
-    from .sft import add_train_arguments
+    from .sft import add_policy_data_arguments, add_train_arguments
 
     p = sub.add_parser("rl", help="stage 3: optimise the SFT policy with the reward model (rwfm | acfm)",
                        description="Stage 3: score the data once with the reward model, then fine-tune the SFT "
@@ -635,19 +634,8 @@ def add_parser(sub) -> None:
     a.add_argument("--demo-fraction", type=float, default=0.0, help="share of demonstration samples")
     a.add_argument("--anchor-weight", type=float, default=0.0,
                    help="weight of the squared velocity difference to the frozen SFT policy (0: none)")
-    d = p.add_argument_group("data and tuning (as train sft)")
-    d.add_argument("--tokenizer", help="tokenizer for an official GR00T N1 --policy")
-    d.add_argument("--cache-dir", help="where datasets are cached (default OUT/cache)")
-    d.add_argument("--cache-size", type=int, help="cached image side in pixels (default 96, or the vision size)")
-    d.add_argument("--holdout", default="", help="episodes never trained on, e.g. 40-49 (every --data)")
-    d.add_argument("--val-fraction", type=float, default=0.1)
-    d.add_argument("--val-samples", type=int, default=256)
-    d.add_argument("--rows", choices=("frames", "all"), default="frames")
-    for part, default in (("visual", False), ("llm", False), ("projector", True), ("diffusion-model", True)):
-        d.add_argument(f"--tune-{part}", action=argparse.BooleanOptionalAction, default=default,
-                       help=f"train the {part.replace('-', ' ')} (default: {'yes' if default else 'no'})")
-    d.add_argument("--lora-rank", type=int, default=0)
-    d.add_argument("--no-augment", action="store_true", help="centre crop instead of a random 95%% crop")
+    add_policy_data_arguments(p.add_argument_group("data and tuning (as train sft)"),
+                              "tokenizer for an official GR00T N1 --policy")
     add_train_arguments(p)
     p.set_defaults(func=cmd_rl)
 

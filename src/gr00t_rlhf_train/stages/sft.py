@@ -454,7 +454,14 @@ def add_parser(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", default="tiny", help=f"start from a preset with random weights: {', '.join(PRESETS)}")
     src.add_argument("--checkpoint", help="start from a checkpoint: ours (gr00t_rlhf.json) or official GR00T N1")
-    p.add_argument("--tokenizer", help="tokenizer for an official checkpoint (a directory or a cached name)")
+    add_policy_data_arguments(p, "tokenizer for an official checkpoint (a directory or a cached name)")
+    add_train_arguments(p)
+    p.set_defaults(func=cmd_sft)
+
+
+def add_policy_data_arguments(p, tokenizer_help: str) -> None:
+    """The data, split and tuning flags of a policy-training stage (``train sft`` and ``train rl``)."""
+    p.add_argument("--tokenizer", help=tokenizer_help)
     p.add_argument("--cache-dir", help="where datasets are cached (default OUT/cache)")
     p.add_argument("--cache-size", type=int, help="cached image side in pixels (default 96, or the vision size)")
     p.add_argument("--holdout", default="", help="episodes never trained on, e.g. 40-49 (every dataset)")
@@ -467,8 +474,6 @@ def add_parser(sub) -> None:
                        help=f"train the {part.replace('-', ' ')} (default: {'yes' if default else 'no'})")
     p.add_argument("--lora-rank", type=int, default=0, help="LoRA rank for the tuned LLM / vision (0: full tuning)")
     p.add_argument("--no-augment", action="store_true", help="centre crop instead of a random 95%% crop")
-    add_train_arguments(p)
-    p.set_defaults(func=cmd_sft)
 
 
 def cmd_sft(args) -> int:
