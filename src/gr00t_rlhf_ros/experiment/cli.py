@@ -79,7 +79,7 @@ def register(sub) -> None:
                                  "rerun skips finished steps, a changed setting redoes what depends on it.")
     r.add_argument("--out", required=True, help="output directory (steps, results.json, table.json)")
     r.add_argument("--size", default="tiny", choices=["tiny", "small", "full"],
-                   help="tiny: CI, ~3 min on a CPU; small: ~25 min on a 2-core CPU; full: the issue's experiment "
+                   help="tiny: CI, ~3 min on a CPU; small: ~20 min on a 2-core CPU; full: the issue's experiment "
                         "(GPU: --device cuda --preset gr00t-n1-2b by default)")
     r.add_argument("--seeds", type=_ints, default=None, help="training seeds, e.g. 0,1,2")
     r.add_argument("--demos", type=int, default=None, metavar="N", help="expert demonstrations per seed")

@@ -129,7 +129,7 @@ class ExperimentConfig:
 
     @classmethod
     def for_size(cls, out: str, size: str = "tiny", **overrides) -> "ExperimentConfig":
-        """The defaults of ``size`` (tiny: CI; small: ~25 min on a 2-core CPU; full: the issue's experiment)."""
+        """The defaults of ``size`` (tiny: CI; small: ~20 min on a 2-core CPU; full: the issue's experiment)."""
         if size not in SIZES:
             raise ExperimentError(f"--size {size!r}: allowed {SIZES}")
         base = {
@@ -367,6 +367,9 @@ def _run(cfg: ExperimentConfig, log) -> dict:
                                               "lr": cfg.sft_lr, "bs": cfg.batch_size},
                                  lambda d: _sft(cfg, r["demos"], s, d))
             sft = r["sft"]["checkpoint"]
+            # evaluated first: the SFT row is what the demo budget is chosen by
+            r["eval"] = {"sft": steps.run(f"{p}/eval/sft", eval_key | {"up": r["sft"]["_key"]},
+                                          lambda d: _evaluate(cfg, sft, d, pool))}
 
             def sft_rollouts(d, first, n, flip):
                 driver = PolicyDriver(sft, device=cfg.device, cuda_graphs=False)
@@ -391,9 +394,7 @@ def _run(cfg: ExperimentConfig, log) -> dict:
             runs = [(m, f0) for m in METHODS] + [("both", flip_name(x)) for x in cfg.flips[1:]]
             rl_key = {"steps": cfg.rl_steps, "lr": cfg.rl_lr, "T": cfg.temperature, "g": cfg.guidance,
                       "demo": cfg.demo_fraction, "anchor": cfg.anchor_weight, "n": cfg.round_episodes}
-            r["rl"], r["eval"] = {}, {}
-            r["eval"]["sft"] = steps.run(f"{p}/eval/sft", eval_key | {"up": r["sft"]["_key"]},
-                                         lambda d: _evaluate(cfg, sft, d, pool))
+            r["rl"] = {}
             rm0 = r["rm"][f0]
             r["eval"]["sft_bon"] = steps.run(f"{p}/eval/sft_bon", eval_key | {"up": [r["sft"]["_key"], rm0["_key"]],
                                                                              "n": cfg.best_of_n},
