@@ -146,9 +146,9 @@ def test_data_that_is_neither_cache_nor_dataset(setup, tmp_path, capsys):
 
 
 def test_unknown_episodes_raise_eval_error(setup):
-    _, cache, rm_ckpt, _ = setup
+    _, cache, _, pol_ckpt = setup
     with pytest.raises(EvalError, match="train episodes"):
-        evaluate_policy(rm_ckpt, cache, episodes=[0], train_episodes=[9])
+        evaluate_policy(pol_ckpt, cache, episodes=[0], train_episodes=[9])
 
 
 def test_a_wrong_checkpoint_fails_before_caching_a_dataset(setup, tmp_path, capsys):
