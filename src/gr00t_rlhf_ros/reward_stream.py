@@ -246,7 +246,8 @@ class RewardStream:
     def _build(self, t0: float, image: np.ndarray, meta: Any) -> Clip:
         cfg = self.cfg
         if not self._task.strip():
-            raise ClipUnavailable("no task instruction yet: nothing to score against", "no task")
+            raise ClipUnavailable("no task instruction yet: nothing to score against (publish one on the task topic, "
+                                  "e.g. 'Find Blue cube', or start the node with -p task:=...)", "no task")
         for series, name in ((self._wheels, "joint_states"), (self._accel, "imu")):
             got = series.latest_at_or_before(t0)
             if got is None:
