@@ -11,7 +11,14 @@ It drives a differential-drive robot to the instructed goal around the arena's o
    tangent of that circle on the side needing the smaller turn; the side sticks while that
    object blocks, so the robot does not dither when the target is straight behind it. The tangent
    heading is re-checked against the other objects (a few rounds), and walls push it back inside.
-3. **Unicycle to wheels.** Heading error -> turn rate ``omega = heading_gain * error``; forward
+3. **Searching like a camera would** (``search_half_angle`` > 0, off by default). The expert knows
+   where the goal is; a policy that sees only the ego camera does not, and cannot imitate "turn the
+   short way towards a goal behind you". With this set, while the goal's bearing is more than
+   ``search_half_angle`` off the heading (outside the camera's view), the expert turns in place to
+   the left at ``search_turn_rate`` instead, and drives to the goal once it is in view: every choice it
+   makes can be read from the camera. It searches only until it first sees the goal (so steering
+   around an obstacle, which may take the goal out of view, does not restart the search). The RLHF experiment's demonstrations use it.
+4. **Unicycle to wheels.** Heading error -> turn rate ``omega = heading_gain * error``; forward
    speed ``v = cruise_speed * cos(error)`` (zero when facing away by more than 70 degrees, slower
    near the goal). Wheel speeds ``(v -+ omega * track / 2) / wheel_radius``, scaled together to
    stay within ``max_wheel_speed``. It stops (0, 0) once within ``stop_distance`` of the goal.
@@ -40,12 +47,18 @@ class ExpertConfig:
     margin: float = 0.12              # extra clearance kept from objects
     orbit_radius: float = 0.6         # circle "around" objects at this centre distance
     wall_clearance: float = 0.35      # steer away from walls closer than this (robot centre)
+    search_half_angle: float = 0.0    # rad; > 0: search by turning left while the goal is further off-heading
+    search_turn_rate: float = 1.2     # rad/s of that search turn
 
     def __post_init__(self):
         for f in self.__dataclass_fields__:
             v = getattr(self, f)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"ExpertConfig.{f}: {v!r} must be a positive number")
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    and (v > 0 or (f == "search_half_angle" and v == 0))):
+                raise ValueError(f"ExpertConfig.{f}: {v!r} must be a positive number"
+                                 + (" (or 0: off)" if f == "search_half_angle" else ""))
+        if self.search_half_angle >= math.pi:
+            raise ValueError(f"ExpertConfig.search_half_angle: {self.search_half_angle!r} must be < pi rad")
         if self.cruise_speed > self.max_wheel_speed * self.wheel_radius:
             raise ValueError(
                 f"ExpertConfig.cruise_speed: {self.cruise_speed} m/s exceeds what the wheels allow "
@@ -65,12 +78,14 @@ class ScriptedExpert:
         self.layout = layout
         self._side: dict[str, float] = {}
         self._orbit_sign: float | None = None
+        self._found = False
 
     def reset(self, layout: Layout | None = None) -> None:
         if layout is not None:
             self.layout = layout
         self._side.clear()
         self._orbit_sign = None
+        self._found = False
 
     # ------------------------------------------------------------ steering
 
@@ -88,6 +103,10 @@ class ScriptedExpert:
         else:
             heading, target_dist = math.atan2(gy - y, gx - x), math.hypot(gx - x, gy - y)
             ignore = {gt["goal"]}
+            if cfg.search_half_angle > 0 and not self._found:
+                if abs(_wrap(heading - yaw)) > cfg.search_half_angle:
+                    return self._wheels(0.0, min(cfg.search_turn_rate, cfg.max_turn_rate))   # not in view yet
+                self._found = True
         heading = self._avoid(x, y, heading, target_dist, ignore)
         heading = self._walls(x, y, heading)
         err = _wrap(heading - yaw)

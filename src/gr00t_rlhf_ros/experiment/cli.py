@@ -33,11 +33,14 @@ def _run(args) -> int:
         return 2
     overrides = {k: getattr(args, k) for k in ("seeds", "demos", "noisy_demos", "feedback_episodes", "rounds",
                                                "round_episodes", "eval_episodes", "flips", "device", "preset",
-                                               "max_seconds", "sft_steps", "rm_steps", "rl_steps", "best_of_n")}
+                                               "max_seconds", "sft_steps", "rm_steps", "rl_steps", "best_of_n",
+                                               "dart_demos", "expert_search", "sft_lr", "batch_size", "cache_size")}
     if args.action_horizon is not None:
         overrides["action_horizon"] = args.action_horizon
     if args.no_video:
         overrides["video"] = False
+    if args.stop_after:
+        overrides["stop_after"] = args.stop_after
     try:
         cfg = ExperimentConfig.for_size(args.out, args.size, **overrides)
     except ExperimentError as e:
@@ -53,6 +56,14 @@ def _run(args) -> int:
         print("gr00t-rlhf experiment rlhf: interrupted; finished steps are kept in "
               f"{cfg.out} (rerun to continue)", file=sys.stderr)
         return 130
+    if cfg.stop_after:   # choosing the demo budget: the SFT row per seed, no report
+        for s, r in results["seeds"].items():
+            m = r["eval"]["sft"]["summary"]
+            print(f"seed {s}: SFT success {100 * m['success_rate']:5.1f} % on {m['episodes']} held-out layouts, "
+                  f"collisions/episode {m['collisions_per_episode']:.2f}, val action MSE {r['sft']['val_action_mse']}")
+        e = results["expert"]["summary"]
+        print(f"expert: success {100 * e['success_rate']:5.1f} %; results {Path(cfg.out) / 'results.json'}")
+        return 0
     from .report import write_report
 
     report = Path(args.report) if args.report else Path(cfg.out) / "rlhf_sim.md"
@@ -84,6 +95,13 @@ def register(sub) -> None:
     r.add_argument("--seeds", type=_ints, default=None, help="training seeds, e.g. 0,1,2")
     r.add_argument("--demos", type=int, default=None, metavar="N", help="expert demonstrations per seed")
     r.add_argument("--noisy-demos", type=int, default=None, metavar="N", help="imperfect (noisy expert) demos")
+    r.add_argument("--dart-demos", type=int, default=None, metavar="N",
+                   help="DART demos: noisy execution, the expert's correction recorded")
+    r.add_argument("--expert-search", type=float, default=None, metavar="RAD",
+                   help="the expert turns left until the goal is within this half angle of its heading, as a "
+                        "camera-only policy must (0: it turns the short way, knowing where the goal is; default 0.6)")
+    r.add_argument("--stop-after", choices=["sft"], default=None,
+                   help="stop after evaluating SFT: prints its success per seed (to choose --demos)")
     r.add_argument("--feedback-episodes", type=int, default=None, metavar="N", help="labelled SFT rollouts per seed")
     r.add_argument("--flips", type=_floats, default=None, help="shares of flipped labels, e.g. 0,0.1,0.25")
     r.add_argument("--rounds", type=int, default=None, help="stage-3 rounds")
@@ -95,6 +113,9 @@ def register(sub) -> None:
     r.add_argument("--sft-steps", type=int, default=None)
     r.add_argument("--rm-steps", type=int, default=None)
     r.add_argument("--rl-steps", type=int, default=None)
+    r.add_argument("--sft-lr", type=float, default=None)
+    r.add_argument("--batch-size", type=int, default=None)
+    r.add_argument("--cache-size", type=int, default=None, help="frame-cache image size (>= the preset's image)")
     r.add_argument("--device", default=None, choices=["cpu", "cuda"], help="training and inference device")
     r.add_argument("--preset", default=None, help="model preset (tiny, gr00t-n1-2b)")
     r.add_argument("--report", default=None, metavar="PATH", help="markdown report (default OUT/rlhf_sim.md)")

@@ -56,6 +56,8 @@ class ExperimentConfig:
     seeds: tuple[int, ...] = (0,)
     demos: int = 4                       # expert demonstrations per training seed
     noisy_demos: int = 0                 # NoisyExpertDriver demonstrations (imperfect) on top
+    dart_demos: int = 0                  # DART demonstrations on top: noisy execution, the expert's command recorded
+    expert_search: float = 0.6           # the expert searches like a camera (ExpertConfig.search_half_angle; 0: off)
     feedback_episodes: int = 4           # SFT rollouts labelled by the simulated human, per seed
     rm_test_episodes: int = 2            # SFT rollouts labelled without noise: reward-model accuracy
     flips: tuple[float, ...] = (0.0, 0.1, 0.25)
@@ -82,6 +84,7 @@ class ExperimentConfig:
     anchor_weight: float = 0.1           # anchor: velocity to the round's start policy
     batch_envs: int = 4                  # rollouts stepped in lockstep
     video: bool = True
+    stop_after: str = ""                 # "sft": stop after evaluating SFT (to choose the demo budget)
 
     def __post_init__(self):
         def bad(name, why):
@@ -95,14 +98,18 @@ class ExperimentConfig:
                 isinstance(s, int) and not isinstance(s, bool) and 0 <= s < EVAL_BASE // SEED_STRIDE - 1
                 for s in self.seeds):
             raise bad("seeds", f"must be distinct integers in 0..{EVAL_BASE // SEED_STRIDE - 2}, e.g. 0,1,2")
-        for name, low in (("demos", 1), ("noisy_demos", 0), ("feedback_episodes", 2), ("rm_test_episodes", 1),
+        if self.stop_after not in ("", "sft"):
+            raise bad("stop_after", "allowed: sft")
+        if not (isinstance(self.expert_search, (int, float)) and 0 <= self.expert_search < math.pi):
+            raise bad("expert_search", "must be a half angle in [0, pi) rad (0: the expert turns the short way)")
+        for name, low in (("demos", 1), ("noisy_demos", 0), ("dart_demos", 0), ("feedback_episodes", 2), ("rm_test_episodes", 1),
                           ("rounds", 1), ("round_episodes", 2), ("eval_episodes", 1), ("best_of_n", 2),
                           ("sft_steps", 1), ("rm_steps", 1), ("rl_steps", 1), ("batch_size", 1),
                           ("action_horizon", 1), ("batch_envs", 1), ("cache_size", 16)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise bad(name, f"must be an integer >= {low}")
-        if self.demos + self.noisy_demos > 200 or self.feedback_episodes + self.rm_test_episodes > 200 \
+        if self.demos + self.noisy_demos + self.dart_demos > 200 or self.feedback_episodes + self.rm_test_episodes > 200 \
                 or self.round_episodes > 50:
             raise ExperimentError("--demos/--feedback-episodes/--round-episodes: too many for the layout seed ranges "
                                   "(demos <= 200, feedback + rm test <= 200, per round <= 50)")
@@ -148,6 +155,10 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def expert_tuning(self) -> dict:
+        """ExpertConfig overrides of the experiment's expert (demonstrations and the reference row)."""
+        return {"search_half_angle": float(self.expert_search)} if self.expert_search else {}
 
     def eval_seeds(self) -> list[int]:
         return [EVAL_BASE + i for i in range(self.eval_episodes)]
@@ -286,7 +297,7 @@ def _evaluate(cfg: ExperimentConfig, policy: str | None, d: Path, pool, rm: str 
     from gr00t_rlhf_ros.sim.rollout import ExpertDriver, PolicyDriver, rollout, summarize
 
     if policy is None:
-        driver = ExpertDriver()
+        driver = ExpertDriver(**cfg.expert_tuning())
     elif rm is None:
         driver = PolicyDriver(policy, device=cfg.device, cuda_graphs=False)
     else:
@@ -342,27 +353,38 @@ def _run(cfg: ExperimentConfig, log) -> dict:
     eval_key = common | {"eval": cfg.eval_episodes}
     results: dict = {"config": cfg.to_dict(), "seeds": {}}
     with RobotPool() as pool:
-        results["expert"] = steps.run("eval_expert", eval_key, lambda d: _evaluate(cfg, None, d, pool))
+        results["expert"] = steps.run("eval_expert", eval_key | ({"search": cfg.expert_search} if cfg.expert_search
+                                                                 else {}),
+                                      lambda d: _evaluate(cfg, None, d, pool))
         for s in cfg.seeds:
             log(f"experiment: training seed {s}")
             p = f"seed{s}"
             r: dict = {}
             demo_seeds = range(SEED_STRIDE * s, SEED_STRIDE * s + cfg.demos)
-            noisy_seeds = range(SEED_STRIDE * s + cfg.demos, SEED_STRIDE * s + cfg.demos + cfg.noisy_demos)
+            first = SEED_STRIDE * s + cfg.demos
+            noisy_seeds = range(first, first + cfg.noisy_demos)
+            dart_seeds = range(first + cfg.noisy_demos, first + cfg.noisy_demos + cfg.dart_demos)
+            tune = cfg.expert_tuning()
 
             def demos_fn(d):
                 from gr00t_rlhf_ros.sim.rollout import rollout
-                out_d = _record(ExpertDriver(), episodes_for(demo_seeds), cfg, d, labeler=LabelerConfig(seed=s),
+                out_d = _record(ExpertDriver(**tune), episodes_for(demo_seeds), cfg, d, labeler=LabelerConfig(seed=s),
                                 hold=1.5, pool=pool)
-                if cfg.noisy_demos:   # appended to the same dataset, then the cache is rebuilt
-                    rollout(NoisyExpertDriver(seed=s), episodes_for(noisy_seeds), cfg.rollout_config(1.5),
-                            batch_size=cfg.batch_envs, record=d / "dataset", labeler=LabelerConfig(seed=s), pool=pool)
+                extra = [(NoisyExpertDriver(seed=s, **tune), noisy_seeds),
+                         (NoisyExpertDriver(seed=s, std=1.5, hold=0.5, dart=True, **tune), dart_seeds)]
+                for driver, seeds in extra:   # appended to the same dataset, then the cache is rebuilt
+                    if len(seeds):
+                        rollout(driver, episodes_for(seeds), cfg.rollout_config(1.5), batch_size=cfg.batch_envs,
+                                record=d / "dataset", labeler=LabelerConfig(seed=s), pool=pool)
+                if cfg.noisy_demos or cfg.dart_demos:
                     shutil.rmtree(d / "cache")
                     from gr00t_rlhf_train.data.cache import build_cache
                     build_cache(d / "dataset", d / "cache", image_size=cfg.cache_size, progress=False)
                 return out_d
-            r["demos"] = steps.run(f"{p}/demos", common | {"demos": cfg.demos, "noisy": cfg.noisy_demos, "seed": s},
-                                   demos_fn)
+            demo_key = {"demos": cfg.demos, "noisy": cfg.noisy_demos, "seed": s}
+            if cfg.dart_demos or cfg.expert_search:   # keys of runs made before these options stay valid
+                demo_key |= {"dart": cfg.dart_demos, "search": cfg.expert_search}
+            r["demos"] = steps.run(f"{p}/demos", common | demo_key, demos_fn)
             r["sft"] = steps.run(f"{p}/sft", {"up": r["demos"]["_key"], "preset": cfg.preset, "steps": cfg.sft_steps,
                                               "lr": cfg.sft_lr, "bs": cfg.batch_size},
                                  lambda d: _sft(cfg, r["demos"], s, d))
@@ -370,6 +392,9 @@ def _run(cfg: ExperimentConfig, log) -> dict:
             # evaluated first: the SFT row is what the demo budget is chosen by
             r["eval"] = {"sft": steps.run(f"{p}/eval/sft", eval_key | {"up": r["sft"]["_key"]},
                                           lambda d: _evaluate(cfg, sft, d, pool))}
+            if cfg.stop_after == "sft":
+                results["seeds"][s] = r
+                continue
 
             def sft_rollouts(d, first, n, flip):
                 driver = PolicyDriver(sft, device=cfg.device, cuda_graphs=False)
@@ -420,7 +445,7 @@ def _run(cfg: ExperimentConfig, log) -> dict:
                                           lambda d: _evaluate(cfg, last_both["checkpoint"], d, pool,
                                                               rm=rm0["checkpoint"]))
             results["seeds"][s] = r
-        if cfg.video:
+        if cfg.video and not cfg.stop_after:
             from .report import side_by_side_video
             s = cfg.seeds[0]
             r = results["seeds"][s]
