@@ -14,9 +14,16 @@ step (linear warm-up, then cosine to ``min_lr_ratio`` x lr, or constant), so a r
 same rate at every step as an uninterrupted one. The data order is a pure function of (seed, epoch):
 each epoch is a fresh permutation, split across processes, batches that do not fill up are dropped;
 a resumed run skips the micro-batches already consumed (augmentation drawn in DataLoader workers is
-seeded per (epoch, first batch), so after a mid-epoch resume it differs; with num_workers=0 it is
+seeded by the micro-batch the loader starts at, so after a resume it differs; with num_workers=0 it is
 exact). Training runs through ``accelerate`` (bf16 autocast on CUDA with ``precision="auto"``, fp32
-on the CPU; DDP under ``accelerate launch``).
+on the CPU; DDP or FSDP under ``accelerate launch``, see docs/training.md "Throughput and multi-GPU").
+
+Loading: ONE DataLoader over an endless batch sampler, so the ``num_workers`` worker processes start
+once and keep ``prefetch_factor`` batches each ready across epoch boundaries; batches are pinned and
+copied asynchronously on CUDA. Every log record carries the throughput: ``train/steps_per_s``,
+``train/samples_per_s``, ``train/data_wait_ms`` (time the step waited for its batch: loading that
+starves the GPU shows here), ``train/data_wait_fraction`` and, where ``torch.cuda.utilization`` works
+(pynvml), ``train/gpu_util`` (%); the TrainResult has the run's means.
 
 Checkpoints: ``out_dir/last`` every ``save_every`` steps and at the end (what ``save`` writes plus the
 resumable state, see ``train_state.py``; no pickle anywhere), ``out_dir/best`` when ``best_metric``
@@ -46,6 +53,9 @@ from . import train_state as ts
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BEST_MODES = ("max", "min")
+# log keys that measure time (they differ between two otherwise identical runs)
+TIMING_KEYS = ("time", "train/steps_per_s", "train/samples_per_s", "train/data_wait_ms", "train/data_wait_fraction",
+               "train/gpu_util")
 
 
 class TrainConfigError(ValueError):
@@ -79,6 +89,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.95, 0.999)   # AdamW betas (GR00T fine-tuning uses 0.95, 0.999)
     cpu: bool = False                 # force the CPU even where CUDA is available
     find_unused_parameters: bool = False  # DDP option for models with conditionally used parameters
+    prefetch_factor: int = 4          # batches each worker keeps ready (num_workers > 0)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> TrainConfigError:
@@ -96,6 +107,9 @@ class TrainConfig:
                 raise bad(name, "must be an integer >= 0")
         if self.log_every == 0:
             raise bad("log_every", "must be >= 1")
+        if isinstance(self.prefetch_factor, bool) or not isinstance(self.prefetch_factor, int) \
+                or self.prefetch_factor < 1:
+            raise bad("prefetch_factor", "must be an integer >= 1")
         for name in ("lr", "weight_decay", "max_grad_norm", "min_lr_ratio"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -171,7 +185,10 @@ class TrainResult:
     last_checkpoint: str | None = None
     best_checkpoint: str | None = None
     seconds: float = 0.0              # wall time of this invocation
-    samples_per_second: float = 0.0
+    samples_per_second: float = 0.0   # training samples (all processes) per second of training steps
+    steps_per_second: float = 0.0     # optimizer updates per second of training steps (no eval, no saving)
+    data_wait_fraction: float = 0.0   # share of the step time spent waiting for batches (0: never starved)
+    gpu_utilization: float | None = None   # mean torch.cuda.utilization() over the log records (%), if known
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -189,24 +206,35 @@ def epoch_batches(n: int, cfg: TrainConfig, epoch: int, rank: int, world: int) -
     return [mine[i:i + cfg.batch_size] for i in range(0, usable, cfg.batch_size)]
 
 
+class EndlessBatches:
+    """The batch sampler of ``micro_batches``: epoch after epoch of ``epoch_batches``, starting at micro-batch
+    ``start`` (so a resumed run skips the ones consumed before it). Endless: one DataLoader, workers kept."""
+
+    def __init__(self, n: int, cfg: TrainConfig, start: int, rank: int, world: int):
+        self.n, self.cfg, self.rank, self.world = n, cfg, rank, world
+        self.per_epoch = (n // world) // cfg.batch_size
+        if self.per_epoch == 0:
+            raise TrainConfigError(f"TrainConfig.batch_size = {cfg.batch_size}: the training set has {n} samples "
+                                   f"({n // world} per process), fewer than one batch")
+        self.start = start
+
+    def __iter__(self):
+        epoch, offset = divmod(self.start, self.per_epoch)
+        while True:
+            yield from epoch_batches(self.n, self.cfg, epoch, self.rank, self.world)[offset:]
+            epoch, offset = epoch + 1, 0
+
+
 def micro_batches(dataset, cfg: TrainConfig, start: int, rank: int, world: int,
-                  collate_fn: Callable | None) -> Iterable:
+                  collate_fn: Callable | None, pin_memory: bool = False) -> Iterable:
     """Endless micro-batches, skipping the first ``start`` (consumed before a resume)."""
-    n = len(dataset)
-    per_epoch = (n // world) // cfg.batch_size
-    if per_epoch == 0:
-        raise TrainConfigError(f"TrainConfig.batch_size = {cfg.batch_size}: the training set has {n} samples "
-                               f"({n // world} per process), fewer than one batch")
-    epoch, offset = divmod(start, per_epoch)
-    while True:
-        batches = epoch_batches(n, cfg, epoch, rank, world)[offset:]
-        g = torch.Generator().manual_seed(cfg.seed * 7_919 + epoch * 104_729 + offset)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn,
-                                             num_workers=cfg.num_workers, generator=g,
-                                             multiprocessing_context=worker_context(cfg.num_workers),
-                                             persistent_workers=False, pin_memory=False)
-        yield from loader
-        epoch, offset = epoch + 1, 0
+    sampler = EndlessBatches(len(dataset), cfg, start, rank, world)
+    g = torch.Generator().manual_seed(cfg.seed * 7_919 + start * 104_729 + rank)
+    workers = cfg.num_workers
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=workers,
+                                         generator=g, multiprocessing_context=worker_context(workers),
+                                         pin_memory=pin_memory, prefetch_factor=cfg.prefetch_factor if workers else None)
+    yield from loader
 
 
 # -- logging ----------------------------------------------------------------------------------
@@ -243,6 +271,76 @@ class MetricsLog:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+# -- throughput -------------------------------------------------------------------------------
+class Throughput:
+    """Step timing of the loop: wall time per step, the part spent waiting for batches, GPU utilisation.
+
+    ``window()`` -> the log record's ``train/*`` throughput values since the last call; ``summary()`` -> the
+    run's means (TrainResult fields). Step times are host wall times between a step's start and the loss read
+    that ends it (``float(loss)`` waits for the GPU), so they include the GPU's work."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.device = device
+        self.t_start = 0.0
+        self.win = [0, 0, 0.0, 0.0]          # steps, samples, seconds, waiting seconds (this log window)
+        self.all = [0, 0, 0.0, 0.0]          # the same over the run
+        self.util: list[float] = []
+
+    def step_started(self) -> None:
+        self.t_start = time.perf_counter()
+
+    class _Wait:
+        def __init__(self, meter: "Throughput"):
+            self.meter = meter
+
+        def __enter__(self):
+            self.t = time.perf_counter()
+
+        def __exit__(self, *exc):
+            dt = time.perf_counter() - self.t
+            self.meter.win[3] += dt
+            self.meter.all[3] += dt
+
+    def waiting(self) -> "Throughput._Wait":
+        return Throughput._Wait(self)
+
+    def step_done(self, samples: int) -> None:
+        dt = time.perf_counter() - self.t_start
+        for acc in (self.win, self.all):
+            acc[0] += 1
+            acc[1] += samples
+            acc[2] += dt
+
+    def gpu_utilization(self) -> float | None:
+        """torch.cuda.utilization() in % (None without CUDA or without pynvml)."""
+        if not self.cuda:
+            return None
+        try:
+            return float(torch.cuda.utilization(self.device))
+        except Exception:                     # noqa: BLE001 - pynvml missing or NVML unavailable: not measured
+            return None
+
+    def window(self) -> dict:
+        steps, samples, seconds, wait = self.win
+        self.win = [0, 0, 0.0, 0.0]
+        if not steps:
+            return {}
+        out = {"train/steps_per_s": steps / max(seconds, 1e-9), "train/samples_per_s": samples / max(seconds, 1e-9),
+               "train/data_wait_ms": 1000 * wait / steps, "train/data_wait_fraction": wait / max(seconds, 1e-9)}
+        util = self.gpu_utilization()
+        if util is not None:
+            self.util.append(util)
+            out["train/gpu_util"] = util
+        return out
+
+    def summary(self) -> dict:
+        steps, samples, seconds, wait = self.all
+        return {"steps_per_second": steps / max(seconds, 1e-9), "samples_per_second": samples / max(seconds, 1e-9),
+                "data_wait_fraction": wait / max(seconds, 1e-9),
+                "gpu_utilization": float(np.mean(self.util)) if self.util else None}
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -295,7 +393,7 @@ def _config_changes(directory: Path, cfg: TrainConfig) -> list[str]:
     old = json.loads(f.read_text())
     new = cfg.to_dict()
     return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new
-            if k not in ("resume", "num_workers", "out_dir") and old.get(k) != new[k]]
+            if k not in ("resume", "num_workers", "prefetch_factor", "out_dir") and k in old and old[k] != new[k]]
 
 
 def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
@@ -397,12 +495,14 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
                 save_to("best", {"eval": metrics})
         return metrics
 
+    pin = acc.device.type == "cuda"
     batches = micro_batches(train_dataset, cfg, step * cfg.grad_accum, acc.process_index, acc.num_processes,
-                            collate_fn)
+                            collate_fn, pin_memory=pin)
+    meter = Throughput(acc.device)
     bar = tqdm(total=cfg.steps, initial=step, disable=not main, desc="train", dynamic_ncols=True)
     window: list[float] = []
     window_logs: dict[str, list[float]] = {}
-    last_loss, metrics, samples, t_loop, updating = None, {}, 0, time.time(), False
+    last_loss, metrics, updating = None, {}, False
     last_saved = step if previous is not None else None
     boundary = ts.rng_to_files()            # RNG at the last step boundary (for a save on Ctrl-C)
     try:
@@ -410,8 +510,10 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
             factor = lr_factor(cfg, step)
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * g.get("lr_scale", 1.0) * factor
+            meter.step_started()
             for _ in range(cfg.grad_accum):
-                batch = send_to_device(next(batches), acc.device)
+                with meter.waiting():
+                    batch = send_to_device(next(batches), acc.device, non_blocking=pin)
                 with acc.accumulate(wrapped):
                     loss, logs = wrapped(batch)
                     if not torch.isfinite(loss.detach()):
@@ -429,7 +531,7 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
                 window.append(float(loss.detach()))
                 for k, v in (logs or {}).items():
                     window_logs.setdefault(k, []).append(float(v))
-                samples += cfg.batch_size * acc.num_processes
+            meter.step_done(cfg.batch_size * cfg.grad_accum * acc.num_processes)
             step += 1
             updating = False
             bar.update(1)
@@ -437,7 +539,7 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
                 mean = torch.tensor(float(np.mean(window)), device=acc.device)
                 last_loss = float(acc.reduce(mean, "mean"))
                 values = {"train/loss": last_loss, "train/lr": cfg.lr * factor} | {
-                    f"train/{k}": float(np.mean(v)) for k, v in window_logs.items()}
+                    f"train/{k}": float(np.mean(v)) for k, v in window_logs.items()} | meter.window()
                 log.write(step, values)
                 bar.set_postfix(loss=f"{last_loss:.4g}", lr=f"{cfg.lr * factor:.2e}")
                 window, window_logs = [], {}
@@ -464,4 +566,4 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
                        best_metric=best, best_step=best_step,
                        last_checkpoint=str(out / "last") if last_saved is not None else None,
                        best_checkpoint=str(best_dir) if best_dir.is_dir() else None,
-                       seconds=elapsed, samples_per_second=samples / max(1e-9, time.time() - t_loop))
+                       seconds=elapsed, **meter.summary())

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from gr00t_rlhf_train.stages.loop import TrainConfig, TrainConfigError, lr_factor, train
+from gr00t_rlhf_train.stages.loop import TIMING_KEYS, TrainConfig, TrainConfigError, lr_factor, train
 
 
 class Pairs(torch.utils.data.Dataset):
@@ -130,8 +130,8 @@ def test_resume_continues_exactly(tmp_path):
     for (n, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), n
     ra, rb = read_metrics(tmp_path / "a" / "run"), read_metrics(tmp_path / "b" / "run")
-    strip = [{k: v for k, v in r.items() if k != "time"} for r in ra]
-    assert strip == [{k: v for k, v in r.items() if k != "time"} for r in rb]
+    strip = [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in ra]
+    assert strip == [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rb]
 
 
 @pytest.mark.parametrize("field,value,word", [
@@ -172,3 +172,27 @@ def test_workers_give_the_same_batches(tmp_path):
     train(b, mse, Pairs(), cfg(tmp_path / "w2", steps=6, warmup_steps=1, num_workers=2))
     for x, y in zip(a.parameters(), b.parameters()):
         assert torch.equal(x, y)
+
+
+def test_throughput_is_logged_and_summarised(tmp_path):
+    res = train(Net(), mse, Pairs(), cfg(tmp_path, steps=10, warmup_steps=1, num_workers=2))
+    rec = [r for r in read_metrics(tmp_path / "run") if "train/loss" in r]
+    assert rec and all(r["train/steps_per_s"] > 0 and 0 <= r["train/data_wait_fraction"] <= 1 for r in rec)
+    assert res.steps_per_second > 0 and res.samples_per_second == pytest.approx(res.steps_per_second * 8)
+    assert 0 <= res.data_wait_fraction <= 1 and res.gpu_utilization is None      # CPU: not measured
+
+
+def test_workers_start_once_across_epochs(tmp_path):
+    """Several epochs through one endless loader (workers kept) give the batches of the epoch permutations."""
+    seen = []
+
+    def recording(model, batch):
+        seen.append(batch["x"].clone())
+        return mse(model, batch)
+
+    ds = Pairs(n=24)
+    train(Net(), recording, ds, cfg(tmp_path, steps=9, warmup_steps=1, num_workers=2))   # 3 batches/epoch, 3 epochs
+    from gr00t_rlhf_train.stages.loop import epoch_batches
+    c = cfg(tmp_path, steps=9, warmup_steps=1)
+    want = [ds[i]["x"] for e in range(3) for b in epoch_batches(24, c, e, 0, 1) for i in b]
+    assert torch.equal(torch.cat(seen), torch.stack(want))
