@@ -15,11 +15,14 @@ Our layout::
 
 Weights are read only with safetensors (never ``torch.load`` of a pickle). Before any tensor is
 read, every key and shape is checked against the model; a mismatch raises CheckpointMismatchError
-listing the missing, unexpected and wrongly shaped keys.
+listing the missing, unexpected and wrongly shaped keys. The only exception: an official file may carry
+the tensors named in ``OFFICIAL_UNUSED_KEYS`` (known leftovers that the official model never reads); they
+are skipped with one log line.
 """
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -38,6 +41,13 @@ INDEX_NAME = "model.safetensors.index.json"
 FORMAT = "gr00t_rlhf/1"
 # GR00T N1 embodiment tags with a fixed projector index (others need an explicit id).
 EMBODIMENT_IDS = {"new_embodiment": 31, "gr1": 24}
+# Tensors of official GR00T N1 files that no module of the official N1 model reads, accepted by exact name
+# (any shape) and skipped: nvidia/GR00T-N1-2B carries the weight and bias of a small auxiliary
+# ``action_head.decode_layer`` (a leftover of pre-release training; Isaac-GR00T's N1 FlowmatchingActionHead
+# builds no such module, so transformers' non-strict from_pretrained leaves them unused).
+OFFICIAL_UNUSED_KEYS = frozenset({"action_head.decode_layer.weight", "action_head.decode_layer.bias"})
+
+logger = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
@@ -74,10 +84,13 @@ def checkpoint_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_keys(expected: dict[str, tuple], found: dict[str, tuple], source: str = "checkpoint") -> None:
-    """Raise CheckpointMismatchError listing missing / unexpected keys and shape mismatches."""
+def check_keys(expected: dict[str, tuple], found: dict[str, tuple], source: str = "checkpoint",
+               ignore: frozenset[str] = frozenset()) -> None:
+    """Raise CheckpointMismatchError listing missing / unexpected keys and shape mismatches.
+
+    Keys in ``ignore`` that the file has and the model lacks are not unexpected (the caller skips them)."""
     missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
+    unexpected = sorted(set(found) - set(expected) - set(ignore))
     wrong = sorted(k for k in set(expected) & set(found) if tuple(expected[k]) != tuple(found[k]))
     if not (missing or unexpected or wrong):
         return
@@ -110,10 +123,18 @@ def _rebuild_buffers(model: nn.Module, device: torch.device) -> None:
             module.register_buffer(b, fresh.get_buffer(b), persistent=False)
 
 
-def load_weights(model: nn.Module, files: list[Path], source: str, device="cpu", dtype=None) -> nn.Module:
-    """Strict key/shape check, then load the tensors (works for a model built on the meta device)."""
+def load_weights(model: nn.Module, files: list[Path], source: str, device="cpu", dtype=None,
+                 ignore: frozenset[str] = frozenset()) -> nn.Module:
+    """Strict key/shape check, then load the tensors (works for a model built on the meta device).
+
+    ``ignore``: names of known unused tensors that the file may carry; those present are skipped and
+    named in one log line (``OFFICIAL_UNUSED_KEYS`` for official files)."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    check_keys(expected, checkpoint_shapes(files), source)
+    found = checkpoint_shapes(files)
+    check_keys(expected, found, source, ignore)
+    skipped = sorted(k for k in found if k in ignore and k not in expected)
+    if skipped:
+        logger.info("%s: ignored %d known unused tensor(s): %s", source, len(skipped), ", ".join(skipped))
     on_meta = any(p.is_meta for p in model.parameters())
     if on_meta:
         model.to_empty(device=device)
@@ -122,6 +143,8 @@ def load_weights(model: nn.Module, files: list[Path], source: str, device="cpu",
     for f in files:
         with safe_open(str(f), framework="pt", device=str(device)) as sf:
             for key in sf.keys():
+                if key in skipped:
+                    continue
                 t = sf.get_tensor(key)
                 state[key] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
     model.load_state_dict(state, strict=True, assign=on_meta)
@@ -291,7 +314,7 @@ def read_official(path: str | Path, tokenizer=None, device="cpu", dtype=None,
         raise CheckpointError(f"the tokenizer has {len(tok)} tokens, the model's vocabulary {config.backbone.language.vocab_size}")
     with torch.device("meta"):
         model = Gr00tN1(config, image_token_id(tok))
-    load_weights(model, files, str(path), device=device, dtype=dtype)
+    load_weights(model, files, str(path), device=device, dtype=dtype, ignore=OFFICIAL_UNUSED_KEYS)
     return model, Gr00tProcessor(config, modality, stats, tok)
 
 

@@ -82,3 +82,53 @@ def test_missing_tokenizer_directory_is_a_clear_error(tiny_policy, tmp_path):
 def test_not_a_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="neither"):
         load_policy(tmp_path)
+
+
+def _tiny_official_dir(tiny_policy, tmp_path, extra: dict):
+    """An official-layout directory holding the tiny model's weights plus ``extra`` tensors."""
+    d = _official_dir(tmp_path)
+    cfg = tiny_policy.model.config
+    head = cfg.action_head
+    (d / "config.json").write_text(json.dumps({"model_type": "gr00t_n1", "action_horizon": head.action_horizon,
+                                               "action_dim": head.action_dim, "backbone_cfg": {"select_layer": 2},
+                                               "action_head_cfg": {"diffusion_model_cfg": {}}}))
+    state = {k: v.detach().clone().contiguous() for k, v in tiny_policy.model.state_dict().items()}
+    save_file(state | extra, str(d / "model.safetensors"))
+    return d
+
+
+def test_official_decode_layer_extras_are_ignored_with_one_log_line(tiny_policy, tmp_path, caplog, monkeypatch):
+    from gr00t_rlhf_train.model import checkpoint
+
+    # the tiny architecture stands in for the 2B one (an official config.json maps onto the 2B preset)
+    monkeypatch.setattr(checkpoint, "config_from_official", lambda cfg: tiny_policy.model.config)
+    extras = {"action_head.decode_layer.weight": torch.ones(2, 64), "action_head.decode_layer.bias": torch.ones(2)}
+    d = _tiny_official_dir(tiny_policy, tmp_path, extras)
+    with caplog.at_level("INFO", logger="gr00t_rlhf_train.model.checkpoint"):
+        model, _ = checkpoint.read_official(d, tokenizer="tiny")
+    lines = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(lines) == 1 and "action_head.decode_layer.bias, action_head.decode_layer.weight" in lines[0]
+    assert "decode_layer" not in " ".join(model.state_dict())
+    torch.testing.assert_close(model.state_dict()["backbone.linear.weight"],
+                               tiny_policy.model.state_dict()["backbone.linear.weight"])
+
+
+def test_official_foreign_extra_is_still_rejected(tiny_policy, tmp_path, monkeypatch):
+    from gr00t_rlhf_train.model import checkpoint
+
+    monkeypatch.setattr(checkpoint, "config_from_official", lambda cfg: tiny_policy.model.config)
+    extras = {"action_head.decode_layer.weight": torch.ones(2, 64), "action_head.decode_layer2.weight": torch.ones(2)}
+    d = _tiny_official_dir(tiny_policy, tmp_path, extras)
+    with pytest.raises(CheckpointMismatchError) as e:
+        checkpoint.read_official(d, tokenizer="tiny")
+    msg = str(e.value)
+    assert "unexpected keys (1)" in msg and "action_head.decode_layer2.weight" in msg
+    assert "decode_layer.weight" not in msg
+
+
+def test_our_layout_does_not_accept_the_official_extras(tiny_policy, tmp_path):
+    ckpt = tiny_policy.save_pretrained(tmp_path / "ckpt")
+    state = {k: v.clone() for k, v in tiny_policy.model.state_dict().items()}
+    save_file(state | {"action_head.decode_layer.bias": torch.ones(2)}, str(ckpt / "model.safetensors"))
+    with pytest.raises(CheckpointMismatchError, match="action_head.decode_layer.bias"):
+        Gr00tPolicy.from_pretrained(ckpt)
