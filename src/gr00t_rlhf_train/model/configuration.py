@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .normalization import LEGACY, OFFICIAL, SEMANTICS, StatsError, check_mode
+
 # the advantage conditions of ActionHeadConfig.advantage_conditioning, in embedding-row order
 ADVANTAGE_CONDITIONS = ("unconditioned", "good", "bad")
 
@@ -163,19 +165,152 @@ class ActionHeadConfig:
             raise ConfigError("ActionHeadConfig: timestep_channels and input_embedding_dim must be even")
 
 
+_GROUPS = ("video", "state", "action")
+
+
+def _key_list(value: Any, group: str) -> list[str] | None:
+    """None, or a list of "<group>.<name>" keys (a comma-separated string is split); ConfigError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"DataConfig.{group}_keys = {value!r}: must be a non-empty list of '{group}.<name>' keys "
+                          "(or null for every key of modality.json in its order)")
+    out = []
+    for key in value:
+        if not isinstance(key, str) or not key.startswith(f"{group}.") or len(key) <= len(group) + 1:
+            raise ConfigError(f"DataConfig.{group}_keys: {key!r} is not a '{group}.<name>' key")
+        if key in out:
+            raise ConfigError(f"DataConfig.{group}_keys: {key!r} is given twice")
+        out.append(key)
+    return out
+
+
+@dataclass
+class DataConfig:
+    """Which modality keys, in which order, make the model's state and action vectors and its cameras.
+
+    The role of the official data config (Isaac-GR00T ``gr00t/experiment/data_config.py``: each class lists
+    ``video_keys``, ``state_keys``, ``action_keys``; ``ConcatTransform`` concatenates in exactly that order).
+    ``None`` for a group keeps this project's default: every key of the dataset's ``meta/modality.json``, in
+    its order. ``state_mode`` / ``action_mode`` (None: the ModalityConfig default, min_max) pick the
+    normalisation of every key of the group. ``normalization`` is the semantics of normalization.py:
+    ``"official"`` for new models, ``"legacy"`` for checkpoints written before the field existed (see
+    ``ModelConfig.from_dict``). Saved in the checkpoint's JSON as ``model.data``.
+    """
+
+    video_keys: list[str] | None = None
+    state_keys: list[str] | None = None
+    action_keys: list[str] | None = None
+    state_mode: str | None = None
+    action_mode: str | None = None
+    normalization: str = OFFICIAL
+
+    def __post_init__(self) -> None:
+        for group in _GROUPS:
+            setattr(self, f"{group}_keys", _key_list(getattr(self, f"{group}_keys"), group))
+        if self.normalization not in SEMANTICS:
+            raise ConfigError(f"DataConfig.normalization = {self.normalization!r}: allowed {SEMANTICS}")
+        for group in ("state", "action"):
+            mode = getattr(self, f"{group}_mode")
+            if mode is not None:
+                try:
+                    check_mode(mode, f"DataConfig.{group}_mode", self.normalization, invertible=group == "action")
+                except StatsError as e:
+                    raise ConfigError(str(e)) from None
+
+    def resolve(self, available: dict, source: str = "meta/modality.json") -> dict:
+        """The dataset's modality -> this config's selection, in this config's order.
+
+        ``available`` is ``{"video": [name, ...], "state": {name: dim}, "action": {name: dim}}`` (what
+        ``FrameCache.modality_dims()`` returns, names without the group prefix); the result has the same
+        shape (+ ``state_mode`` / ``action_mode`` when set), ready for ``ModalityConfig(**result, ...)``.
+        An unknown key is a one-line ConfigError naming the key, ``source`` and the keys it has."""
+        out: dict = {}
+        for group in _GROUPS:
+            have = available.get(group) or ({} if group != "video" else [])
+            names = list(have)
+            wanted = getattr(self, f"{group}_keys")
+            if wanted is None:
+                chosen = names
+            else:
+                chosen = []
+                for key in wanted:
+                    name = key.split(".", 1)[1]
+                    if name not in names:
+                        listed = ", ".join(f"{group}.{n}" for n in names) or "none"
+                        raise ConfigError(f"{group}_keys: {key} is not in {source} (its {group} keys: {listed})")
+                    chosen.append(name)
+            out[group] = chosen if group == "video" else {n: int(have[n]) for n in chosen}
+        for group in ("state", "action"):
+            if getattr(self, f"{group}_mode") is not None:
+                out[f"{group}_mode"] = getattr(self, f"{group}_mode")
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "DataConfig":
+        """From a checkpoint / YAML mapping; a missing ``normalization`` means the legacy semantics."""
+        if data is None:
+            return cls(normalization=LEGACY)
+        if not isinstance(data, dict):
+            raise ConfigError(f"DataConfig: expected a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"DataConfig: unknown fields {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**({"normalization": LEGACY} | data))
+
+
+# Official data configs that map onto this project's processor (one camera list, concatenated state and
+# action, one normalisation mode per group): Isaac-GR00T gr00t/experiment/data_config.py, N1 era.
+# ``gr1_arms_only`` and the panda configs are left out: their states are sin/cos-encoded or rotation-converted
+# and unnormalised, which this processor does not do.
+DATA_CONFIGS: dict[str, dict] = {
+    "wheeled": dict(video_keys=["video.ego_view"],
+                    state_keys=["state.left_wheel", "state.right_wheel", "state.acceleration"],
+                    action_keys=["action.wheel_commands"], state_mode="min_max", action_mode="min_max"),
+    "so100": dict(video_keys=["video.webcam"], state_keys=["state.single_arm", "state.gripper"],
+                  action_keys=["action.single_arm", "action.gripper"], state_mode="min_max", action_mode="min_max"),
+    "so100_dualcam": dict(video_keys=["video.front", "video.wrist"], state_keys=["state.single_arm", "state.gripper"],
+                          action_keys=["action.single_arm", "action.gripper"], state_mode="min_max",
+                          action_mode="min_max"),
+    "unitree_g1": dict(video_keys=["video.rs_view"],
+                       state_keys=["state.left_arm", "state.right_arm", "state.left_hand", "state.right_hand"],
+                       action_keys=["action.left_arm", "action.right_arm", "action.left_hand", "action.right_hand"],
+                       state_mode="min_max", action_mode="min_max"),
+}
+
+
+def data_config(name: str) -> DataConfig:
+    """A named data config of DATA_CONFIGS (official semantics)."""
+    try:
+        return DataConfig(**DATA_CONFIGS[name])
+    except KeyError:
+        raise ConfigError(f"unknown data config {name!r}; allowed: {sorted(DATA_CONFIGS)} or a YAML/JSON file") from None
+
+
 @dataclass
 class ModelConfig:
-    """A whole GR00T N1 network: backbone + action head."""
+    """A whole GR00T N1 network: backbone + action head, and the data layout / normalisation it was trained on."""
 
     name: str = "gr00t-n1-2b"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     action_head: ActionHeadConfig = field(default_factory=ActionHeadConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, dict):
             self.backbone = BackboneConfig(**self.backbone)
         if isinstance(self.action_head, dict):
             self.action_head = ActionHeadConfig(**self.action_head)
+        if self.data is None or isinstance(self.data, dict):
+            self.data = DataConfig.from_dict(self.data)
+        if not isinstance(self.data, DataConfig):
+            raise ConfigError(f"ModelConfig.data = {self.data!r}: must be a DataConfig or a mapping")
         if self.backbone.project_to_dim != self.action_head.backbone_embedding_dim:
             raise ConfigError(f"backbone.project_to_dim = {self.backbone.project_to_dim} must equal "
                               f"action_head.backbone_embedding_dim = {self.action_head.backbone_embedding_dim}")
@@ -189,7 +324,8 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"ModelConfig: unknown fields {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(**data)
+        # a checkpoint written before ``data`` existed normalised with the legacy semantics: keep them
+        return cls(**({"data": None} | data))
 
 
 # Vocabulary of the built-in tiny tokenizer (tokenizer.build_tiny_tokenizer) fits in this.
@@ -248,3 +384,56 @@ def preset(name: str) -> ModelConfig:
         return PRESETS[name]()
     except KeyError:
         raise ConfigError(f"unknown model preset {name!r}; allowed: {sorted(PRESETS)}") from None
+
+
+# -- the data config on a command line ----------------------------------------------------------
+def add_data_config_arguments(parser) -> None:
+    """``--data-config NAME|FILE``, ``--video-keys``, ``--state-keys``, ``--action-keys``, ``--state-mode``,
+    ``--action-mode`` on an argparse parser (a training command's); read back with ``data_config_from_args``."""
+    from .normalization import ACTION_MODES, OFFICIAL_MODES
+
+    g = parser.add_argument_group("data layout (the official data config's keys and order)")
+    g.add_argument("--data-config", metavar="NAME|FILE",
+                   help=f"a named layout ({', '.join(sorted(DATA_CONFIGS))}) or a YAML/JSON file with video_keys, "
+                        "state_keys, action_keys, state_mode, action_mode (default: every key of modality.json)")
+    for group in _GROUPS:
+        g.add_argument(f"--{group}-keys", metavar="KEYS",
+                       help=f"comma-separated {group} keys in vector order, e.g. {group}.a,{group}.b "
+                            "(overrides --data-config)")
+    g.add_argument("--state-mode", choices=OFFICIAL_MODES, help="state normalisation (default min_max)")
+    g.add_argument("--action-mode", choices=ACTION_MODES, help="action normalisation (default min_max)")
+
+
+def load_data_config(spec: str) -> DataConfig:
+    """A DATA_CONFIGS name, or a YAML/JSON file holding a DataConfig mapping."""
+    from pathlib import Path
+
+    if spec in DATA_CONFIGS:
+        return data_config(spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"--data-config {spec}: neither a named data config ({', '.join(sorted(DATA_CONFIGS))}) "
+                          "nor a file")
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--data-config {spec}: not valid YAML/JSON ({' '.join(str(e).split())})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"--data-config {spec}: expected a mapping of DataConfig fields, got {type(doc).__name__}")
+    known = {f.name for f in fields(DataConfig)}
+    if set(doc) - known:
+        raise ConfigError(f"--data-config {spec}: unknown fields {sorted(set(doc) - known)}; allowed: {sorted(known)}")
+    try:
+        return DataConfig(**doc)                      # a new layout: official semantics unless it says otherwise
+    except ConfigError as e:
+        raise ConfigError(f"--data-config {spec}: {e}") from None
+
+
+def data_config_from_args(args) -> DataConfig:
+    """The DataConfig of parsed ``add_data_config_arguments`` flags (official semantics; no flags: the default)."""
+    base = load_data_config(args.data_config) if getattr(args, "data_config", None) else DataConfig()
+    changes = {f"{g}_keys": getattr(args, f"{g}_keys") for g in _GROUPS if getattr(args, f"{g}_keys", None)}
+    changes |= {f"{g}_mode": getattr(args, f"{g}_mode") for g in ("state", "action") if getattr(args, f"{g}_mode", None)}
+    return DataConfig(**(base.to_dict() | changes))
