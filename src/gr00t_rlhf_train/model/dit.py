@@ -6,10 +6,21 @@ a GELU(tanh) feed-forward of 4x width. Attention runs through PyTorch SDPA. Para
 the official checkpoint (``timestep_encoder.timestep_embedder.linear_{1,2}``,
 ``transformer_blocks.N.{norm1.linear, attn1.to_q/k/v, attn1.to_out.0, ff.net.0.proj, ff.net.2}``,
 ``proj_out_{1,2}``).
+
+Cross-attention and padding: the official ``cross_attention_dit.DiT`` (Isaac-GR00T,
+gr00t/model/action_head/cross_attention_dit.py, ``DiT.forward`` / ``BasicTransformerBlock.forward``) never
+masks the backbone's padding tokens (``encoder_attention_mask`` is accepted and dropped). ``DiT(mask_context=False)``
+does the same; ``mask_context=True`` (what this package did before, kept for the checkpoints written then)
+hides padded VL tokens from the cross-attention. With batch 1 and no padding both are identical.
+
+Inference speed-up (``DiT.cached_context``): the keys and values of the VL tokens in every cross-attention
+block depend only on the backbone features, not on the denoising step, so within one action chunk they are
+projected once and reused by every step (identical results: the same matmuls, done once).
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -73,14 +84,21 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(kv_dim, inner)
         self.to_out = nn.ModuleList([nn.Linear(inner, dim), nn.Dropout(dropout)])
 
+    def keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """context [B, L, Dk] -> keys, values [B, H, L, d] (what a cross-attention cache holds)."""
+        b, length, _ = context.shape
+        k = self.to_k(context).view(b, length, self.heads, -1).transpose(1, 2)      # [B, H, L, d]
+        v = self.to_v(context).view(b, length, self.heads, -1).transpose(1, 2)      # [B, H, L, d]
+        return k, v
+
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                context_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, S, D]; context [B, L, Dk] (None: self-attention); context_mask [B, L] bool, True = attend."""
-        context = x if context is None else context
+                context_mask: torch.Tensor | None = None,
+                kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """x [B, S, D]; context [B, L, Dk] (None: self-attention); context_mask [B, L] bool, True = attend;
+        ``kv``: keys and values already projected from ``context`` (``keys_values``), used instead of it."""
         b, s, _ = x.shape
         q = self.to_q(x).view(b, s, self.heads, -1).transpose(1, 2)                   # [B, H, S, d]
-        k = self.to_k(context).view(b, context.shape[1], self.heads, -1).transpose(1, 2)  # [B, H, L, d]
-        v = self.to_v(context).view(b, context.shape[1], self.heads, -1).transpose(1, 2)  # [B, H, L, d]
+        k, v = kv if kv is not None else self.keys_values(x if context is None else context)  # [B, H, L, d]
         mask = None if context_mask is None else context_mask[:, None, None, :].bool()  # [B, 1, 1, L]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                              dropout_p=self.dropout if self.training else 0.0)
@@ -121,21 +139,30 @@ class TransformerBlock(nn.Module):
         self.ff = FeedForward(dim, dropout)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor | None,
-                context_mask: torch.Tensor | None) -> torch.Tensor:
+                context_mask: torch.Tensor | None,
+                kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         h = self.norm1(x, temb)                                             # [B, S, D]
         if self.cross:
-            x = x + self.attn1(h, context, context_mask)                    # [B, S, D]
+            x = x + self.attn1(h, context, context_mask, kv)                # [B, S, D]
         else:
             x = x + self.attn1(h)                                           # [B, S, D]
         return x + self.ff(self.norm3(x))                                   # [B, S, D]
 
 
 class DiT(nn.Module):
-    """Interleaved cross/self-attention DiT: tokens [B, S, D] -> [B, S, output_dim]."""
+    """Interleaved cross/self-attention DiT: tokens [B, S, D] -> [B, S, output_dim].
+
+    ``mask_context``: whether the cross-attention hides padded VL tokens (``context_mask``); False is the
+    official behaviour (see the module docstring)."""
 
     def __init__(self, num_layers: int, heads: int, head_dim: int, output_dim: int, cross_attention_dim: int,
-                 timestep_channels: int = 256, dropout: float = 0.0):
+                 timestep_channels: int = 256, dropout: float = 0.0, mask_context: bool = True):
         super().__init__()
+        if not isinstance(mask_context, bool):
+            raise ValueError(f"DiT mask_context = {mask_context!r}: must be true or false")
+        self.mask_context = mask_context
+        self._cache: tuple[torch.Tensor, list] | None = None   # (context, per-block K/V) inside cached_context
+        self._caching = False
         dim = heads * head_dim
         self.timestep_encoder = TimestepEncoder(timestep_channels, dim)
         self.transformer_blocks = nn.ModuleList([
@@ -146,12 +173,39 @@ class DiT(nn.Module):
         self.proj_out_1 = nn.Linear(dim, 2 * dim)
         self.proj_out_2 = nn.Linear(dim, output_dim)
 
+    @contextmanager
+    def cached_context(self):
+        """Within this block, the cross-attention keys/values of a context tensor are projected on its first
+        forward and reused by later forwards given the *same tensor object* (e.g. every denoising step of one
+        chunk). Host-side identity check only: safe inside a CUDA-graph capture. Left on exit."""
+        was = self._caching
+        self._caching = True
+        try:
+            yield self
+        finally:
+            self._caching = was
+            if not was:
+                self._cache = None                                  # the K/V of this chunk are not kept
+
+    def context_keys_values(self, context: torch.Tensor) -> list:
+        """context [B, L, Dc] -> per block: (keys, values) [B, H, L, d] for cross-attention blocks, else None."""
+        return [block.attn1.keys_values(context) if block.cross else None for block in self.transformer_blocks]
+
+    def _keys_values(self, context: torch.Tensor) -> list:
+        if not self._caching or self.training:
+            return [None] * len(self.transformer_blocks)
+        if self._cache is None or self._cache[0] is not context:
+            self._cache = (context, self.context_keys_values(context))
+        return self._cache[1]
+
     def forward(self, x: torch.Tensor, context: torch.Tensor, timestep: torch.Tensor,
                 context_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, S, D]; context [B, L, Dc]; timestep [B] (integer buckets); context_mask [B, L]."""
+        """x [B, S, D]; context [B, L, Dc]; timestep [B] (integer buckets); context_mask [B, L] (1 = token; read
+        only when ``mask_context``)."""
         temb = self.timestep_encoder(timestep)                              # [B, D]
-        for block in self.transformer_blocks:
-            x = block(x, temb, context, context_mask)                       # [B, S, D]
+        mask = context_mask if self.mask_context else None
+        for block, kv in zip(self.transformer_blocks, self._keys_values(context)):
+            x = block(x, temb, context, mask, kv)                           # [B, S, D]
         shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=-1)       # [B, D] each
         x = self.norm_out(x) * (1 + scale[:, None]) + shift[:, None]        # [B, S, D]
         return self.proj_out_2(x)                                           # [B, S, output_dim]

@@ -3,13 +3,23 @@
     policy = Gr00tPolicy.from_pretrained("runs/sft/checkpoint-2000")   # or an official directory
     chunk = policy.get_action(obs, seed=0)      # {"action.wheel_commands": array [16, 2]}
     policy.use_cuda_graphs()                    # opt-in fast path on a GPU (see cuda_graph.py)
+    policy.use_fast_path()                      # all speed levers: graphs, GPU preprocessing, K/V cache, SDPA
     policy.get_action(obs, condition="good", guidance=2.0)   # advantage-conditioned policies (train rl --method acfm)
 
 The network, the processor (image size, prompt format, normalisation statistics, modality keys)
 and the tokenizer all come from the checkpoint, so nothing has to be configured by hand.
+
+Speed levers (``FastPath``, each switchable; docs/performance.md has the measurements): one CUDA graph of
+the backbone and every denoising step (``cuda_graphs``); frames preprocessed on the model's device from
+uint8 (``gpu_preprocess``, gpu_preprocess.py); the VL keys/values of each DiT cross-attention block
+projected once per chunk, not once per step (``kv_cache``, ``DiT.cached_context``); no attention masks
+where the batch has no padding, known on the host before the call, so SDPA can pick its flash kernels
+(``unmasked_sdpa``); ``torch.compile`` of the DiT blocks (``compile``, off by default). The plain path
+(``use_fast_path(False)``) is kept for comparison; the fast one equals it within float rounding.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +28,7 @@ import torch
 from .checkpoint import read_official, read_policy, save_checkpoint
 from .configuration import ModelConfig, preset
 from .cuda_graph import GraphedFunction, weights_guard
+from .gpu_preprocess import DevicePreprocessor
 from .gr00t_n1 import Gr00tN1
 from .processor import LANGUAGE_KEYS, Gr00tProcessor, ModalityConfig
 from .tokenizer import image_token_id, load_tokenizer
@@ -25,6 +36,26 @@ from .tokenizer import image_token_id, load_tokenizer
 
 # the tensors of a processor batch that inference reads
 GRAPH_KEYS = ("input_ids", "attention_mask", "pixel_values", "state", "embodiment_id")
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """Which inference speed levers are on (see the module docstring); ``FastPath()`` = all but compile."""
+
+    cuda_graphs: bool = True
+    gpu_preprocess: bool = True
+    kv_cache: bool = True
+    unmasked_sdpa: bool = True
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"FastPath.{f.name} = {getattr(self, f.name)!r}: must be true or false")
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
 
 
 def default_stats(modality: ModalityConfig, max_wheel_speed: float = 5.0) -> dict:
@@ -44,6 +75,9 @@ class Gr00tPolicy:
         self.processor = processor
         self.feedback_vocabulary = feedback_vocabulary or {}
         self._graphed: GraphedFunction | None = None
+        self.fast = FastPath(False, False, False, False, False)
+        self._device_pre: DevicePreprocessor | None = None
+        self._tokens: dict[tuple, dict[str, torch.Tensor]] = {}    # tokenised prompts of the fast path
 
     @property
     def config(self) -> ModelConfig:
@@ -86,21 +120,64 @@ class Gr00tPolicy:
         self.model.to(device=device, dtype=dtype)
         if self._graphed is not None:
             self._graphed.reset()
+        self._device_pre = None
         return self
 
     def use_cuda_graphs(self, enabled: bool = True, warmup: int = 2) -> "Gr00tPolicy":
-        """Opt in (or out) of the fast path: ``get_action`` / ``sample_actions`` replay a CUDA graph of the
-        backbone and the whole denoising loop, captured on the first call of each batch shape, prompt
+        """Opt in (or out) of the CUDA graphs alone: ``get_action`` / ``sample_actions`` replay a CUDA graph
+        of the backbone and the whole denoising loop, captured on the first call of each batch shape, prompt
         length and step count (``warmup`` eager calls, then the capture). Same outputs as eager within
-        floating-point rounding; on a CPU the eager code runs. Memory: each graph keeps its activations."""
-        self._graphed = GraphedFunction(self._graph_body, warmup=warmup) if enabled else None
+        floating-point rounding; on a CPU the eager code runs. Memory: each graph keeps its activations.
+        ``use_fast_path`` adds the other levers."""
+        return self.use_fast_path(FastPath(enabled, False, False, False, False), warmup=warmup)
+
+    def use_fast_path(self, fast: FastPath | bool = True, warmup: int = 2, **levers: bool) -> "Gr00tPolicy":
+        """Switch the inference speed levers: ``True`` = ``FastPath()`` (all but compile), ``False`` = the
+        plain path, or a ``FastPath``; keyword levers override it (``use_fast_path(compile=True)``)."""
+        fast = FastPath() if fast is True else FastPath(False, False, False, False, False) if fast is False else fast
+        if levers:
+            fast = FastPath(**(fast.__dict__ | levers))
+        self.fast = fast
+        self._graphed = GraphedFunction(self._graph_body, warmup=warmup) if fast.cuda_graphs else None
+        self._tokens.clear()
+        if fast.compile:
+            for block in self.model.action_head.model.transformer_blocks:
+                if not hasattr(block, "_orig_mod_forward"):
+                    block._orig_mod_forward = block.forward
+                    block.forward = torch.compile(block._orig_mod_forward, dynamic=False)
+        else:
+            for block in self.model.action_head.model.transformer_blocks:
+                if hasattr(block, "_orig_mod_forward"):
+                    block.forward = block._orig_mod_forward
+                    del block._orig_mod_forward
         return self
 
     def _graph_body(self, inputs: dict[str, torch.Tensor], num_steps: int, condition: str | None = None,
-                    guidance: float | None = None) -> torch.Tensor:
-        batch = {k: v for k, v in inputs.items() if k != "noise"}
-        return self.model.sample_actions(batch, num_steps=num_steps, noise=inputs["noise"], graph_safe=True,
-                                         condition=condition, guidance=guidance)
+                    guidance: float | None = None, unpadded: bool = False) -> torch.Tensor:
+        """The chunk as one function of tensors (what the CUDA graph records): optional uint8 ``frames``
+        preprocessing, the backbone, then every denoising step with the cross-attention K/V cached."""
+        if not self.fast.any and "frames" not in inputs:
+            batch = {k: v for k, v in inputs.items() if k != "noise"}
+            return self.model.sample_actions(batch, num_steps=num_steps, noise=inputs["noise"], graph_safe=True,
+                                             condition=condition, guidance=guidance)
+        model, head = self.model, self.model.action_head
+        dtype = model.backbone.linear.weight.dtype
+        pixels = inputs.get("pixel_values")
+        if pixels is None:                                                            # uint8 frames [N, H, W, 3]
+            pixels = self._device_preprocessor().pixels(inputs["frames"])             # [N, 3, S, S]
+        drop = self.fast.unmasked_sdpa and unpadded
+        # without padding the 2-D mask is dropped (transformers then gives SDPA is_causal: flash kernels);
+        # with padding the graph-safe 4-D mask (no host reads)
+        feats = model.backbone(inputs["input_ids"], None if drop else inputs["attention_mask"], pixels,
+                               graph_safe=not drop)                                   # [B, L, D]
+        mask = None if drop and not head.conditioned else inputs["attention_mask"]    # guided CFG concatenates it
+        state = inputs["state"].to(feats.dtype)
+        if not self.fast.kv_cache:
+            return head.sample(feats, mask, state, inputs["embodiment_id"], num_steps=num_steps,
+                               noise=inputs["noise"], condition=condition, guidance=guidance)
+        with head.model.cached_context():
+            return head.sample(feats, mask, state, inputs["embodiment_id"], num_steps=num_steps,
+                               noise=inputs["noise"], condition=condition, guidance=guidance)
 
     @property
     def advantage_conditioned(self) -> bool:
@@ -129,6 +206,7 @@ class Gr00tPolicy:
         return self
 
     def prepare(self, observation: dict) -> dict[str, torch.Tensor]:
+        """Observation -> the processor's tensor batch on the model's device (floats in its dtype)."""
         batch = self.processor(observation)
         out = {}
         for k, v in batch.items():
@@ -136,25 +214,82 @@ class Gr00tPolicy:
             out[k] = v.to(self.dtype) if v.is_floating_point() else v
         return out
 
+    def _device_preprocessor(self) -> DevicePreprocessor:
+        if self._device_pre is None or self._device_pre.device != self.device or self._device_pre.dtype != self.dtype:
+            self._device_pre = DevicePreprocessor(self.processor, self.device, self.dtype)
+        return self._device_pre
+
+    def prepare_fast(self, observation: dict) -> tuple[dict[str, torch.Tensor], bool]:
+        """``prepare`` without the host image work (the ``gpu_preprocess`` lever) -> (batch, unpadded).
+
+        The processor's own prompt, tokenizer and state functions (tokenised prompts cached per instruction
+        list); instead of ``pixel_values`` the newest uint8 frame of each view, uploaded as ``frames``
+        [B*V, H, W, 3] (preprocessed on the device by ``sample_actions``, inside the CUDA graph when on);
+        ``unpadded``: whether no prompt is padded (known here, on the host)."""
+        proc = self.processor
+        lang_key = next((k for k in LANGUAGE_KEYS if k in observation), None)
+        if lang_key is None:
+            raise KeyError(f"observation lacks an instruction ({' or '.join(LANGUAGE_KEYS)}); keys: "
+                           f"{sorted(observation)}")
+        language = observation[lang_key]
+        batched = not isinstance(language, str)
+        instructions = tuple(language) if batched else (language,)
+        b = len(instructions)
+        frames = []
+        for name in proc.modality.video:
+            key = f"video.{name}"
+            if key not in observation:
+                raise KeyError(f"observation lacks {key!r}; keys: {sorted(observation)}")
+            a = np.asarray(observation[key])
+            if a.dtype != np.uint8 or a.shape[-1] != 3 or a.ndim not in (3, 4, 5):
+                raise ValueError(f"observation[{key!r}]: expected uint8 RGB frames [..., H, W, 3], got {a.dtype} {a.shape}")
+            frames.append(a.reshape(b, -1, *a.shape[-3:])[:, -1])                    # [B, H, W, 3]
+        v = len(frames)
+        frames = frames[0] if v == 1 else np.stack(frames, axis=1).reshape(b * v, *frames[0].shape[1:])  # [B*V, H, W, 3]
+        tokens = self._tokens.get((instructions, v))
+        if tokens is None:
+            enc = proc.tokenize([proc.prompt(s, v) for s in instructions])
+            tokens = {"input_ids": enc["input_ids"].to(self.device),
+                      "attention_mask": enc["attention_mask"].to(self.device),
+                      "unpadded": bool(enc["attention_mask"].all())}
+            if len(self._tokens) > 64:
+                self._tokens.clear()
+            self._tokens[(instructions, v)] = tokens
+        head = self.config.action_head
+        state = proc.normalize_group(proc._group(observation, "state", b, batched), "state")   # [B, Ds]
+        state_t = torch.zeros(b, 1, head.max_state_dim)
+        state_t[:, 0, :state.shape[-1]] = torch.from_numpy(state).float()
+        return {"frames": self._device_preprocessor().upload(frames),                                   # uint8 [B*V, H, W, 3]
+                "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"],
+                "state": state_t.to(self.device, self.dtype),                                # [B, 1, max_state_dim]
+                "embodiment_id": torch.full((b,), proc.modality.embodiment_id, dtype=torch.long, device=self.device),
+                }, tokens["unpadded"]
+
     @torch.no_grad()
     def sample_actions(self, batch: dict[str, torch.Tensor], num_steps: int | None = None,
                        generator: torch.Generator | None = None, condition: str | None = None,
-                       guidance: float | None = None) -> torch.Tensor:
-        """Tensor batch (from ``prepare``) -> normalised, padded chunk [B, T, A]; the CUDA graph when enabled
-        (which switches the model to eval mode: a graph cannot replay dropout). ``condition`` / ``guidance``:
-        see ``get_action``."""
+                       guidance: float | None = None, unpadded: bool | None = None) -> torch.Tensor:
+        """Tensor batch (from ``prepare`` or ``prepare_fast``) -> normalised, padded chunk [B, T, A]; the CUDA
+        graph when enabled (which switches the model to eval mode: a graph cannot replay dropout).
+        ``condition`` / ``guidance``: see ``get_action``; ``unpadded``: whether no prompt of the batch is
+        padded (None: read from the mask, one device sync)."""
         head = self.model.action_head
         head.sampling_condition(condition, guidance)                     # bad values: one line, before any work
-        if self._graphed is None:
+        if not self.fast.any and "frames" not in batch:
             return self.model.sample_actions(batch, num_steps=num_steps, generator=generator, condition=condition,
                                              guidance=guidance)
         self.model.eval()
         ids = batch["input_ids"]                                                           # [B, L]
         noise = head.initial_noise(ids.shape[0], ids.device, self.model.backbone.linear.weight.dtype, generator)
-        inputs = {k: batch[k] for k in GRAPH_KEYS} | {"noise": noise}
+        keys = [k for k in GRAPH_KEYS if k in batch] + (["frames"] if "frames" in batch else [])
+        inputs = {k: batch[k] for k in keys} | {"noise": noise}
         options = {} if condition is None and guidance is None else {"condition": condition, "guidance": guidance}
-        return self._graphed(inputs, guard=weights_guard(self.model),
-                             num_steps=num_steps or head.config.num_inference_steps, **options)
+        if self.fast.unmasked_sdpa:                      # host-known: no padding (a read of a device mask syncs)
+            options["unpadded"] = bool(batch["attention_mask"].all()) if unpadded is None else bool(unpadded)
+        steps = num_steps or head.config.num_inference_steps
+        if self._graphed is None:
+            return self._graph_body(inputs, num_steps=steps, **options)
+        return self._graphed(inputs, guard=weights_guard(self.model), num_steps=steps, **options)
 
     @torch.no_grad()
     def get_action(self, observation: dict, num_steps: int | None = None, seed: int | None = None,
@@ -170,12 +305,12 @@ class Gr00tPolicy:
         self.model.eval()
         language = next((observation[k] for k in LANGUAGE_KEYS if k in observation), "")
         batched = not isinstance(language, str)
-        batch = self.prepare(observation)
+        batch, unpadded = self.prepare_fast(observation) if self.fast.gpu_preprocess else (self.prepare(observation), None)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
         actions = self.sample_actions(batch, num_steps=num_steps, generator=generator, condition=condition,
-                                      guidance=guidance)                                 # [B, T, A]
+                                      guidance=guidance, unpadded=unpadded)              # [B, T, A]
         out = self.processor.decode_actions(actions)
         return out if batched else {k: v[0] for k, v in out.items()}
 
