@@ -15,6 +15,10 @@ With ``action_horizon`` K > 0 it also sees the K recorded actions starting at th
 action-conditioned reward model of best-of-N); ``action_negatives`` P replaces, with probability P, a
 sample's actions by those of another sample of its batch and sets its target to the lowest reward.
 
+``cache_features`` (``--cache-features``, needs ``--tuning frozen``): the frozen backbone runs once over
+every frame (``feature_cache.py``, centre crops: no crop augmentation) and the head trains on the
+cached features; the same loss and the same head outputs as recomputing them, many times the steps/s.
+
 Normalisation statistics of state and action come from the TRAIN episodes and are stored in the
 checkpoint with the head (kind, horizon, output kind and reward range), the tuning, the loss, the
 vocabulary and the splits (``extra["reward_training"]``).
@@ -22,6 +26,7 @@ vocabulary and the splits (``extra["reward_training"]``).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -30,6 +35,7 @@ import torch
 
 from ..data.cache import FrameCache, parse_episodes
 from ..data.samples import RewardClips, collate, model_inputs, split_episodes
+from .feature_cache import CachedClips, FrameFeatures
 from .losses import ClassBalance, RewardLoss, balanced_indices
 from .loop import TrainConfig, TrainResult, train
 
@@ -85,6 +91,7 @@ class RewardConfig:
     tuning: str | None = None          # frozen | lora | full; default full from a preset, lora from a checkpoint
     lora_rank: int = 8
     augment: bool = True               # random 95 % crops while training (centre crop for validation)
+    cache_features: bool = False       # frozen backbone: compute its features once, train the head on them
     best_metric: str | None = None     # default auroc (0/1 targets) or pearson (scores)
     val_max_samples: int = 2000        # validation clips (evenly spaced over the validation samples)
     train: dict = field(default_factory=dict)   # TrainConfig fields (steps, batch_size, lr, ...)
@@ -116,6 +123,9 @@ class RewardConfig:
             raise bad("threshold", "must be a finite number")
         if self.best_metric is not None and self.best_metric not in EVAL_METRICS:
             raise bad("best_metric", f"allowed {EVAL_METRICS}")
+        if self.cache_features and (self.tuning or ("lora" if self.init else "full")) != "frozen":
+            raise bad("cache_features", f"needs a frozen backbone (tuning = {self.tuning or ('lora' if self.init else 'full')!r}); "
+                                        "add --tuning frozen")
         self.parse_holdout()
         self.loss_fn(0.5, binary=True)                 # the loss spec and its parameters
         self.loss_fn(0.0, binary=False)
@@ -321,12 +331,54 @@ def build_model(cfg: RewardConfig, cache: FrameCache, stats: dict, head_cfg):
 
 
 # -- training ----------------------------------------------------------------------------------
+def make_loss_fn(cfg: RewardConfig, loss: RewardLoss, balance, low: float, store: FrameFeatures | None = None):
+    """-> loss_fn(model, batch) of the loop: the head's outputs on the batch (recomputing the backbone, or from
+    ``store`` for a CachedClips batch), action negatives, class weights, the loss. Its random draws (negatives,
+    crops, pairs) come from a generator seeded by the batch's samples."""
+    seed = int(cfg.train.get("seed", 0))
+
+    def loss_fn(model, batch):
+        g = torch.Generator().manual_seed(batch_seed(batch, seed))
+        inputs, target = model_inputs(batch), batch["target"]
+        if cfg.action_negatives:
+            inputs, target = action_negatives(inputs, target, cfg.action_negatives, low, g)
+        if store is None:
+            outputs = model(model.prepare(inputs, generator=g if cfg.augment else None))
+        else:
+            outputs = store.forward(model, batch, inputs.get("actions"))              # centre crops (cached)
+        target = torch.as_tensor(target, dtype=torch.float32, device=outputs[-1].device)
+        weight = balance(target) if balance is not None else None
+        return loss(outputs, target, torch.as_tensor(batch["episode"]), weight, g)
+
+    return loss_fn
+
+
+def cached_features(cfg: RewardConfig, tc: TrainConfig, model, clip_sets: list) -> FrameFeatures:
+    """The frozen backbone's features of every frame of ``clip_sets``, on this process's training device and in
+    the training precision (each process of a multi-GPU run builds its own)."""
+    from accelerate import PartialState
+
+    device = PartialState(cpu=tc.cpu).device
+    model.to(device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.mixed_precision)
+    if cfg.augment:
+        print("train reward: --cache-features: features of centre crops (no crop augmentation)", file=sys.stderr)
+    return FrameFeatures.build(model, clip_sets, batch_size=max(tc.batch_size, 32), autocast_dtype=dtype,
+                               progress=PartialState().is_main_process)
+
+
 def _float(v) -> float:
     return float(v) if isinstance(v, (int, float)) and v is not None and math.isfinite(v) else float("nan")
 
 
-def evaluator(clips: RewardClips, loss: RewardLoss, threshold: float, batch_size: int, max_samples: int):
-    """-> evaluate(model) computing the validation loss and held-out-style metrics on ``clips``."""
+def evaluator(clips: RewardClips, loss: RewardLoss, threshold: float, batch_size: int, max_samples: int,
+              forward=None):
+    """-> evaluate(model) computing the validation loss and held-out-style metrics on ``clips``.
+    ``forward(model, batch)`` -> the head's outputs (default: ``model(model.prepare(model_inputs(batch)))``;
+    ``FrameFeatures.forward`` for cached features, with ``clips`` a ``CachedClips``)."""
+    if forward is None:
+        def forward(model, batch):
+            return model(model.prepare(model_inputs(batch)))
     from ..eval.metrics import reward_metrics
 
     idx = np.unique(np.linspace(0, len(clips) - 1, min(max_samples, len(clips))).round().astype(int))
@@ -347,7 +399,7 @@ def evaluator(clips: RewardClips, loss: RewardLoss, threshold: float, batch_size
         loader = torch.utils.data.DataLoader(view, batch_size=batch_size, collate_fn=collate, num_workers=0)
         preds, targets, eps, rows, losses = [], [], [], [], []
         for batch in loader:
-            outputs = model(model.prepare(model_inputs(batch)))
+            outputs = forward(model, batch)
             target = torch.as_tensor(batch["target"], dtype=torch.float32)
             episode = torch.as_tensor(batch["episode"])
             value, _ = loss(outputs, target, episode, None, torch.Generator().manual_seed(batch_seed(batch, 0)))
@@ -419,26 +471,17 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
     model = build_model(cfg, cache, stats, head_cfg)
 
     balance = ClassBalance.from_labels(targets) if cfg.class_balance == "weights" else None
-    dataset = train_clips
-    if cfg.class_balance == "sampler":
-        dataset = Balanced(train_clips, balanced_indices(targets.tolist(), len(targets), seed=cfg.split_seed))
-    seed = int(cfg.train.get("seed", 0))
-
-    def loss_fn(model, batch):
-        g = torch.Generator().manual_seed(batch_seed(batch, seed))
-        inputs, target = model_inputs(batch), batch["target"]
-        if cfg.action_negatives:
-            inputs, target = action_negatives(inputs, target, cfg.action_negatives, reward_range[0], g)
-        prepared = model.prepare(inputs, generator=g if cfg.augment else None)
-        outputs = model(prepared)
-        target = torch.as_tensor(target, dtype=torch.float32, device=outputs[-1].device)
-        weight = balance(target) if balance is not None else None
-        return loss(outputs, target, torch.as_tensor(batch["episode"]), weight, g)
-
     best_metric = cfg.best_metric or ("auroc" if binary else "pearson")
     tc = TrainConfig(out_dir=cfg.out_dir, **({"best_metric": best_metric,
                                              "best_mode": "min" if best_metric in MIN_METRICS else "max"} | cfg.train))
-    evaluate = evaluator(val_clips, loss, threshold, tc.batch_size, cfg.val_max_samples)
+    store = cached_features(cfg, tc, model, [train_clips, val_clips]) if cfg.cache_features else None
+    dataset, val_set = (train_clips, val_clips) if store is None else (CachedClips(train_clips, store),
+                                                                       CachedClips(val_clips, store))
+    if cfg.class_balance == "sampler":
+        dataset = Balanced(dataset, balanced_indices(targets.tolist(), len(targets), seed=cfg.split_seed))
+    loss_fn = make_loss_fn(cfg, loss, balance, reward_range[0], store)
+    evaluate = evaluator(val_set, loss, threshold, tc.batch_size, cfg.val_max_samples,
+                         forward=None if store is None else store.forward)
     splits = {"train": train_eps, "val": val_eps, "test": test_eps}
     vocabulary = {} if voc is None else dict(voc.texts)
     extra = {"reward_training": {"config": cfg.to_dict(), "loss": loss.to_dict(), "target": cfg.target,
@@ -460,7 +503,7 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
 TRAIN_FLAGS = (("steps", int), ("batch_size", int), ("grad_accum", int), ("lr", float), ("weight_decay", float),
                ("warmup_steps", int), ("schedule", str), ("eval_every", int), ("save_every", int),
                ("log_every", int), ("seed", int), ("precision", str), ("num_workers", int),
-               ("max_grad_norm", float))
+               ("max_grad_norm", float), ("prefetch_factor", int))
 
 
 def add_parser(sub) -> None:
@@ -505,6 +548,9 @@ def add_parser(sub) -> None:
     p.add_argument("--tuning", choices=TUNINGS, help="backbone: default full from a preset, lora from --init")
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--no-augment", action="store_true", help="centre crops while training too")
+    p.add_argument("--cache-features", action="store_true",
+                   help="with --tuning frozen: run the backbone once per frame, then train the head on the cached "
+                        "features (centre crops; many times faster)")
     p.add_argument("--best-metric", help="keep best/ by this validation metric (default auroc, or pearson for scores)")
     p.add_argument("--val-max-samples", type=int, default=2000)
     for name, typ in TRAIN_FLAGS:

@@ -427,6 +427,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="auto: bf16 autocast on CUDA, fp32 on the CPU")
     g.add_argument("--num-workers", type=int, default=2, help="DataLoader workers (default 2)")
+    g.add_argument("--prefetch-factor", type=int, default=4, help="batches each worker keeps ready (default 4)")
     g.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: none)")
     g.add_argument("--no-resume", action="store_true", help="refuse to continue an existing --out/last")
     g.add_argument("--cpu", action="store_true", help="train on the CPU even where CUDA is available")
@@ -441,6 +442,7 @@ def train_config_from_args(args):
                        lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, eval_every=args.eval_every,
                        save_every=args.save_every, log_every=args.log_every, seed=args.seed, precision=args.precision,
                        num_workers=args.num_workers, max_grad_norm=args.max_grad_norm, resume=not args.no_resume,
+                       prefetch_factor=getattr(args, "prefetch_factor", 4),
                        cpu=args.cpu, **warmup)
 
 
