@@ -131,8 +131,24 @@ class FlowMatchingActionHead(nn.Module):
                                                            c.max_num_embodiments)
         self.action_decoder = CategorySpecificMLP(c.max_num_embodiments, c.hidden_size, c.hidden_size, c.action_dim)
         self.position_embedding = nn.Embedding(c.max_seq_len, c.input_embedding_dim)
+        nn.init.normal_(self.position_embedding.weight, mean=0.0, std=0.02)   # as official (not N(0, 1))
         if c.advantage_conditioning:
             self.model.timestep_encoder = ConditionedTimestepEncoder(c.timestep_channels, c.input_embedding_dim)
+
+    def frozen_parts(self) -> list[str]:
+        """Names of the parts with no trainable parameter (official ``set_frozen_modules_to_eval_mode``)."""
+        parts = {"model": self.model, "state_encoder": self.state_encoder, "action_encoder": self.action_encoder,
+                 "action_decoder": self.action_decoder, "position_embedding": self.position_embedding}
+        return [n for n, m in parts.items() if not any(p.requires_grad for p in m.parameters())]
+
+    def train(self, mode: bool = True) -> "FlowMatchingActionHead":
+        """As official GR00T N1: a frozen part (e.g. the DiT with ``--no-tune-diffusion-model``) stays in eval
+        mode while the head trains, so its dropout is off; a part with any trainable parameter (LoRA too) trains."""
+        super().train(mode)
+        if mode:
+            for name in self.frozen_parts():
+                getattr(self, name).eval()
+        return self
 
     @property
     def conditioned(self) -> bool:
@@ -178,11 +194,15 @@ class FlowMatchingActionHead(nn.Module):
         out = self.model(tokens, features, self._timestep_input(t_bucket, condition), features_mask)  # [B, 1+T, hidden]
         return self.action_decoder(out, embodiment_id)[:, -horizon:]                        # [B, T, A]
 
-    def sample_time(self, batch: int, device: torch.device) -> torch.Tensor:
-        """Flow time t in (0, 1], concentrated near 1 (clean actions): t = (s - Beta(a, b)) / s."""
+    def sample_time(self, batch: int, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Flow time t in (0, 1], concentrated near 1 (clean actions): t = (s - Beta(a, b)) / s.
+
+        As official ``FlowmatchingActionHead.sample_time``: the Beta draw (float32, global torch RNG, on the
+        CPU) is cast to ``dtype`` first and t is computed in ``dtype`` (identical for float32 actions)."""
         c = self.config
-        beta = torch.distributions.Beta(torch.tensor(c.noise_beta_alpha), torch.tensor(c.noise_beta_beta))
-        return ((c.noise_s - beta.sample((batch,))) / c.noise_s).to(device)                 # [B]
+        beta = torch.distributions.Beta(torch.tensor(float(c.noise_beta_alpha)), torch.tensor(float(c.noise_beta_beta)))
+        sample = beta.sample((batch,)).to(device=device, dtype=dtype)                     # [B]
+        return (c.noise_s - sample) / c.noise_s                                           # [B]
 
     def flow_terms(self, features: torch.Tensor, features_mask: torch.Tensor, state: torch.Tensor,
                    actions: torch.Tensor, embodiment_id: torch.Tensor,
@@ -192,7 +212,7 @@ class FlowMatchingActionHead(nn.Module):
         -> {"pred", "target", "noisy" [B, T, A], "t_bucket" [B]} (the anchor of stage 3 reuses noisy/t_bucket)."""
         b = actions.shape[0]
         noise = torch.randn_like(actions)                                                   # [B, T, A]
-        t = self.sample_time(b, actions.device).to(actions.dtype)                           # [B]
+        t = self.sample_time(b, actions.device, actions.dtype)                              # [B]
         noisy = (1 - t[:, None, None]) * noise + t[:, None, None] * actions                 # [B, T, A]
         target = actions - noise                                                            # [B, T, A]
         t_bucket = (t * self.config.num_timestep_buckets).long()                            # [B]
