@@ -34,7 +34,8 @@ def _run(args) -> int:
     overrides = {k: getattr(args, k) for k in ("seeds", "demos", "noisy_demos", "feedback_episodes", "rounds",
                                                "round_episodes", "eval_episodes", "flips", "device", "preset",
                                                "max_seconds", "sft_steps", "rm_steps", "rl_steps", "best_of_n",
-                                               "dart_demos", "expert_search", "sft_lr", "batch_size", "cache_size")}
+                                               "dart_demos", "expert_search", "sft_lr", "batch_size", "cache_size", "jobs",
+                                               "rm_test_episodes", "rl_lr", "rm_lr")}
     if args.action_horizon is not None:
         overrides["action_horizon"] = args.action_horizon
     if args.no_video:
@@ -114,7 +115,13 @@ def register(sub) -> None:
     r.add_argument("--rm-steps", type=int, default=None)
     r.add_argument("--rl-steps", type=int, default=None)
     r.add_argument("--sft-lr", type=float, default=None)
+    r.add_argument("--rm-lr", type=float, default=None)
+    r.add_argument("--rl-lr", type=float, default=None)
     r.add_argument("--batch-size", type=int, default=None)
+    r.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="stage-3 chains in parallel processes (default 1; a GPU machine with cores to spare: 5)")
+    r.add_argument("--rm-test-episodes", type=int, default=None, metavar="N",
+                   help="noiselessly labelled SFT rollouts the reward models are scored on")
     r.add_argument("--cache-size", type=int, default=None, help="frame-cache image size (>= the preset's image)")
     r.add_argument("--device", default=None, choices=["cpu", "cuda"], help="training and inference device")
     r.add_argument("--preset", default=None, help="model preset (tiny, gr00t-n1-2b)")

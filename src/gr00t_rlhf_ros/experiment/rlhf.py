@@ -84,6 +84,7 @@ class ExperimentConfig:
     anchor_weight: float = 0.1           # anchor: velocity to the round's start policy
     batch_envs: int = 4                  # rollouts stepped in lockstep
     video: bool = True
+    jobs: int = 1                        # stage-3 chains run in parallel processes (GPU machines: 5)
     stop_after: str = ""                 # "sft": stop after evaluating SFT (to choose the demo budget)
 
     def __post_init__(self):
@@ -105,7 +106,7 @@ class ExperimentConfig:
         for name, low in (("demos", 1), ("noisy_demos", 0), ("dart_demos", 0), ("feedback_episodes", 2), ("rm_test_episodes", 1),
                           ("rounds", 1), ("round_episodes", 2), ("eval_episodes", 1), ("best_of_n", 2),
                           ("sft_steps", 1), ("rm_steps", 1), ("rl_steps", 1), ("batch_size", 1),
-                          ("action_horizon", 1), ("batch_envs", 1), ("cache_size", 16)):
+                          ("action_horizon", 1), ("batch_envs", 1), ("cache_size", 16), ("jobs", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise bad(name, f"must be an integer >= {low}")
@@ -314,6 +315,37 @@ def _evaluate(cfg: ExperimentConfig, policy: str | None, d: Path, pool, rm: str 
             "episodes": [{k: v for k, v in r.to_dict().items() if k != "trace"} for r in res]}
 
 
+def _rl_chain(cfg: ExperimentConfig, s: int, name: str, method: str, sft: dict, rm: dict, demos: dict, rl_key: dict,
+              eval_key: dict, steps: "Steps | None" = None, pool=None) -> tuple[list, list, list]:
+    """Stage 3 of one (method, reward model): ``rounds`` rounds, each evaluated -> (rounds, ran, skipped).
+
+    Without ``steps``/``pool`` (a worker process of ``--jobs``) it makes its own, on the same OUT.
+    """
+    if steps is None:
+        from gr00t_rlhf_ros.demo_models import _import_triton_before_mujoco
+
+        _import_triton_before_mujoco()   # before the simulator's import (rollout imports mujoco)
+        import torch
+
+        from gr00t_rlhf_ros.sim.rollout import RobotPool
+
+        if cfg.device == "cpu":
+            torch.set_num_threads(1)
+        with RobotPool() as own:
+            own_steps = Steps(Path(cfg.out), lambda line: print(line, file=sys.stderr, flush=True))
+            chain = _rl_chain(cfg, s, name, method, sft, rm, demos, rl_key, eval_key, own_steps, own)[0]
+            return chain, own_steps.ran, own_steps.skipped
+    policy, up, chain = sft["checkpoint"], [sft["_key"], rm["_key"], demos["_key"]], []
+    for k in range(cfg.rounds):
+        res = steps.run(f"seed{s}/rl/{name}/round{k + 1}", rl_key | {"up": up, "method": method, "round": k},
+                        lambda d: _rl_round(cfg, policy, rm["checkpoint"], demos, method, s, k, d, pool))
+        res["eval"] = steps.run(f"seed{s}/eval/{name}_round{k + 1}", eval_key | {"up": res["_key"]},
+                                lambda d: _evaluate(cfg, res["checkpoint"], d, pool))
+        chain.append(res)
+        policy, up = res["checkpoint"], res["_key"]
+    return chain, steps.ran, steps.skipped
+
+
 # ---------------------------------------------------------------------------- the loop
 
 POLICIES = ("expert", "sft", "sft_bon", "rwfm", "acfm", "both", "best")
@@ -424,19 +456,24 @@ def _run(cfg: ExperimentConfig, log) -> dict:
             r["eval"]["sft_bon"] = steps.run(f"{p}/eval/sft_bon", eval_key | {"up": [r["sft"]["_key"], rm0["_key"]],
                                                                              "n": cfg.best_of_n},
                                              lambda d: _evaluate(cfg, sft, d, pool, rm=rm0["checkpoint"]))
-            for method, f in runs:
-                name = f"{method}_{f}"
-                rm = r["rm"][f]
-                policy, up = sft, [r["sft"]["_key"], rm["_key"], r["demos"]["_key"]]
-                r["rl"][name] = []
-                for k in range(cfg.rounds):
-                    res = steps.run(f"{p}/rl/{name}/round{k + 1}", rl_key | {"up": up, "method": method, "round": k},
-                                    lambda d: _rl_round(cfg, policy, rm["checkpoint"], r["demos"], method, s, k, d,
-                                                        pool))
-                    res["eval"] = steps.run(f"{p}/eval/{name}_round{k + 1}", eval_key | {"up": res["_key"]},
-                                            lambda d: _evaluate(cfg, res["checkpoint"], d, pool))
-                    r["rl"][name].append(res)
-                    policy, up = res["checkpoint"], res["_key"]
+            chain_args = {f"{method}_{f}": (cfg, s, f"{method}_{f}", method, r["sft"], r["rm"][f], r["demos"],
+                                                 rl_key, eval_key)
+                          for method, f in runs}
+            if cfg.jobs > 1:   # the stage-3 chains are independent: one process each (own robots, own GL)
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                with ProcessPoolExecutor(max_workers=min(cfg.jobs, len(runs)),
+                                         mp_context=multiprocessing.get_context("spawn")) as ex:
+                    futures = {name: ex.submit(_rl_chain, *a) for name, a in chain_args.items()}
+                    done = {name: fut.result() for name, fut in futures.items()}
+                for name, (chain, ran, skipped) in done.items():
+                    r["rl"][name] = chain
+                    steps.ran += ran
+                    steps.skipped += skipped
+            else:
+                for name, a in chain_args.items():
+                    r["rl"][name] = _rl_chain(*a, steps=steps, pool=pool)[0]
             for method in METHODS:
                 r["eval"][method] = r["rl"][f"{method}_{f0}"][-1]["eval"]
             last_both = r["rl"][f"both_{f0}"][-1]
