@@ -135,10 +135,13 @@ class EagleBackbone(nn.Module):
 def causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Padding mask [B, L] (1 = token) -> boolean SDPA mask [B, 1, L, L] (True = attend), causal.
 
-    A query row with no visible key (left padding) attends to every key instead, as transformers
-    does, so SDPA never returns NaN; such rows are padding and masked downstream anyway.
+    With left padding (the official format) the query rows of the leading pad tokens see no key at all.
+    They are left fully masked: PyTorch SDPA (>= 2.5) returns zeros for such rows, which is what
+    transformers 5 gives the 2-D mask (the eager path) and what the official model's flash-attention-2
+    gives at pad positions (it drops them and pads the output with zeros). Real tokens never depend on
+    these rows; the pad positions' features do, and the official DiT cross-attends to them unmasked.
+    Positions are 0..L-1 in every row whatever the padding (no position ids are passed, as official).
     """
     length = attention_mask.shape[-1]
     causal = torch.ones(length, length, dtype=torch.bool, device=attention_mask.device).tril()  # [L, L]
-    mask = causal[None, None] & attention_mask.bool()[:, None, None, :]                          # [B, 1, L, L]
-    return mask | ~mask.any(dim=-1, keepdim=True)                                                # [B, 1, L, L]
+    return causal[None, None] & attention_mask.bool()[:, None, None, :]                         # [B, 1, L, L]

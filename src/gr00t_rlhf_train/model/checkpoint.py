@@ -32,7 +32,7 @@ from torch import nn
 
 from .configuration import ActionHeadConfig, BackboneConfig, LanguageConfig, ModelConfig, preset
 from .gr00t_n1 import Gr00tN1
-from .processor import Gr00tProcessor, ModalityConfig
+from .processor import LEGACY_FORMAT, Gr00tProcessor, ModalityConfig
 from .tokenizer import TokenizerNotFoundError, image_token_id, load_tokenizer
 
 CONFIG_NAME = "gr00t_rlhf.json"
@@ -199,10 +199,20 @@ def _tokenizer_for(path: Path, meta_tokenizer: str | None, override):
     return load_tokenizer(local if local.is_dir() else meta_tokenizer)
 
 
+def modality_from_meta(modality: dict) -> ModalityConfig:
+    """A saved modality dict -> ModalityConfig. Files written before ``processor_format`` existed keep
+    their behaviour: the legacy prompt / image format and no colour jitter (new configs default to the
+    official format)."""
+    modality = dict(modality)
+    if "processor_format" not in modality:
+        modality.update(processor_format=LEGACY_FORMAT, color_jitter=None)
+    return ModalityConfig(**modality)
+
+
 def load_processor(path: Path, meta: dict, tokenizer=None) -> Gr00tProcessor:
     config = ModelConfig.from_dict(meta["model"])
     tok = _tokenizer_for(path, meta.get("tokenizer"), tokenizer)
-    return Gr00tProcessor(config, ModalityConfig(**meta["modality"]), meta["stats"], tok)
+    return Gr00tProcessor(config, modality_from_meta(meta["modality"]), meta["stats"], tok)
 
 
 def read_policy(path: str | Path, tokenizer=None, device="cpu", dtype=None,

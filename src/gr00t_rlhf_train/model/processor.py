@@ -3,10 +3,19 @@
 An observation holds camera frames (``video.<name>``: uint8 [H, W, 3], or [B, H, W, 3] / [B, T, H, W, 3]
 when batched), the state (``state.<name>`` arrays, or the concatenated ``observation.state``) and the
 instruction (``annotation.human.action.task_description`` or ``task``: a string, or a list of B).
-``Gr00tProcessor.__call__`` crops and resizes every frame as GR00T does (95 % crop, resize to the
-vision tower's size, scale to [-1, 1]), writes the chat prompt with one ``<img><IMG_CONTEXT>*T</img>``
-block per frame, normalises and zero-pads the state (and the actions when training), and adds the
-embodiment id. ``decode_actions`` inverts the action normalisation back to robot units.
+``Gr00tProcessor.__call__`` preprocesses every frame (``preprocess_images``), writes the chat prompt
+(``Gr00tProcessor.prompt``), tokenises and pads it, normalises and zero-pads the state (and the actions when
+training), and adds the embodiment id. ``decode_actions`` inverts the action normalisation.
+
+Two processor formats (``ModalityConfig.processor_format``, saved with every checkpoint):
+
+* ``"gr00t_n1"`` (default): exactly the official Isaac-GR00T N1 pipeline (docs/model.md, "Exactness
+  against the official GR00T N1"): ``int()``-truncated 95 % crop (centre, random when training), bilinear
+  antialiased resize on [0, 1] floats, uint8 truncation, ``(x/255 - 0.5)/0.5`` rounded through bfloat16;
+  colour jitter when training; the qwen2-chat prompt with the system turn and ``<image k>`` labels; left
+  padding with ``<|im_end|>``.
+* ``"gr00t_rlhf_v1"``: this package's first format (checkpoints written before the field existed):
+  rounded crop, no uint8 step, no jitter, SmolLM's chat template without a system turn, right padding.
 """
 from __future__ import annotations
 
@@ -21,6 +30,15 @@ from .normalization import MODES, StatsError, normalize, unnormalize
 from .tokenizer import IMAGE_CONTEXT, IMAGE_END, IMAGE_START
 
 LANGUAGE_KEYS = ("annotation.human.action.task_description", "task")
+OFFICIAL_FORMAT = "gr00t_n1"
+LEGACY_FORMAT = "gr00t_rlhf_v1"
+PROCESSOR_FORMATS = (OFFICIAL_FORMAT, LEGACY_FORMAT)
+# Isaac-GR00T N1 gr00t/model/transforms.py DEFAULT_SYSTEM_MESSAGE (the qwen2-chat template's default too)
+SYSTEM_MESSAGE = "You are a helpful assistant."
+# Isaac-GR00T N1 gr00t/experiment/data_config.py: VideoColorJitter(brightness, contrast, saturation, hue)
+OFFICIAL_COLOR_JITTER = (0.3, 0.4, 0.5, 0.08)
+# the official tokenizer's pad token (eagle2_hg_model/tokenizer_config.json "pad_token")
+PAD_TOKEN = "<|im_end|>"
 
 
 @dataclass
@@ -35,8 +53,21 @@ class ModalityConfig:
     embodiment_tag: str = "new_embodiment"
     embodiment_id: int = 31
     crop_scale: float = 0.95
+    # "gr00t_n1" (official) or "gr00t_rlhf_v1" (checkpoints saved before this field: see the module docstring)
+    processor_format: str = OFFICIAL_FORMAT
+    # training-only colour jitter (brightness, contrast, saturation, hue) as torchvision's ColorJitter takes
+    # them; None: off. Applied only with a generator (training) and only in the official format.
+    color_jitter: tuple[float, float, float, float] | None = OFFICIAL_COLOR_JITTER
 
     def __post_init__(self) -> None:
+        if self.processor_format not in PROCESSOR_FORMATS:
+            raise ConfigError(f"ModalityConfig.processor_format = {self.processor_format!r}: allowed {PROCESSOR_FORMATS}")
+        if self.color_jitter is not None:
+            jitter = tuple(self.color_jitter)
+            if len(jitter) != 4 or not all(isinstance(v, (int, float)) and v >= 0 for v in jitter) or jitter[3] > 0.5:
+                raise ConfigError(f"ModalityConfig.color_jitter = {self.color_jitter!r}: expected None or 4 numbers >= 0 "
+                                  "(brightness, contrast, saturation, hue <= 0.5)")
+            self.color_jitter = tuple(float(v) for v in jitter)
         for name in ("state_mode", "action_mode"):
             if getattr(self, name) not in MODES:
                 raise ConfigError(f"ModalityConfig.{name} = {getattr(self, name)!r}: allowed {MODES}")
@@ -90,6 +121,84 @@ def _frames(value, key: str) -> np.ndarray:
     return a
 
 
+def official_crop_box(height: int, width: int, crop_scale: float,
+                      generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
+    """-> (top, left, crop_h, crop_w) as Isaac-GR00T's VideoCrop: size ``int(side * scale)`` (truncated);
+    torchvision CenterCrop's ``int(round((side - crop) / 2))`` (Python's half-to-even round) without a
+    generator, RandomCrop's uniform top then left with one."""
+    ch, cw = max(1, int(height * crop_scale)), max(1, int(width * crop_scale))
+    if generator is None:
+        return int(round((height - ch) / 2.0)), int(round((width - cw) / 2.0)), ch, cw
+    top = int(torch.randint(0, height - ch + 1, (1,), generator=generator))
+    left = int(torch.randint(0, width - cw + 1, (1,), generator=generator))
+    return top, left, ch, cw
+
+
+def color_jitter(x: torch.Tensor, strength: tuple[float, float, float, float],
+                 generator: torch.Generator) -> torch.Tensor:
+    """Float images [N, 3, H, W] in [0, 1] -> jittered, one draw for all N (torchvision ColorJitter's
+    semantics: the four adjustments in a random order, factors uniform in [1 - s, 1 + s], hue in [-h, h])."""
+    from torchvision.transforms.v2 import functional as TF
+
+    b, c, s, h = strength
+    order = torch.randperm(4, generator=generator).tolist()
+    u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+    factors = [max(0.0, 1 - b) + u[0] * (1 + b - max(0.0, 1 - b)), max(0.0, 1 - c) + u[1] * (1 + c - max(0.0, 1 - c)),
+               max(0.0, 1 - s) + u[2] * (1 + s - max(0.0, 1 - s)), -h + u[3] * 2 * h]
+    ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    for i in order:
+        if (i < 3 and strength[i] > 0) or (i == 3 and h > 0):
+            x = ops[i](x, factors[i])
+    return x
+
+
+def preprocess_images(frames: np.ndarray | torch.Tensor, size: int, crop_scale: float = 0.95,
+                      processor_format: str = OFFICIAL_FORMAT, generator: torch.Generator | None = None,
+                      jitter: tuple[float, float, float, float] | None = None) -> torch.Tensor:
+    """uint8 RGB frames [N, H, W, 3] (numpy, or a tensor on any device) -> pixel values float32
+    [N, 3, size, size] in [-1, 1], on the frames' device.
+
+    Official format (Isaac-GR00T N1: VideoToTensor -> VideoCrop(0.95) -> VideoResize(linear) ->
+    VideoColorJitter -> VideoToNumpy, then the Eagle processor's ToTensor + Normalize(0.5, 0.5) + bfloat16):
+    ``x / 255`` in float32; crop ``official_crop_box``; ``F.interpolate(bilinear, align_corners=False,
+    antialias=True)`` to size x size; with a generator, ``color_jitter(jitter)``; ``(x * 255).to(uint8)``
+    (truncation); ``(u8 / 255 - 0.5) / 0.5`` rounded to bfloat16 and back. Without a generator (inference)
+    the output is deterministic; with one, a single crop and jitter draw serves all N frames (pass one
+    sample's views together, as the official transform sees them).
+
+    Legacy format (``gr00t_rlhf_v1``): crop ``round(side * scale)`` (centre: ``(side - crop) // 2``; random
+    with a generator), resize on 0..255 floats, ``(x / 255 - 0.5) / 0.5``; no uint8 step, no jitter.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"frames: expected uint8 [N, H, W, 3], got {x.dtype} {tuple(x.shape)}")
+    x = x.permute(0, 3, 1, 2)                                                          # [N, 3, H, W] uint8
+    h, w = x.shape[-2:]
+    if processor_format == LEGACY_FORMAT:
+        x = x.float()
+        ch, cw = max(1, round(h * crop_scale)), max(1, round(w * crop_scale))
+        if generator is None:
+            top, left = (h - ch) // 2, (w - cw) // 2
+        else:
+            top = int(torch.randint(0, h - ch + 1, (1,), generator=generator))
+            left = int(torch.randint(0, w - cw + 1, (1,), generator=generator))
+        x = x[:, :, top:top + ch, left:left + cw]                                       # [N, 3, ch, cw]
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return (x / 255.0 - 0.5) / 0.5                                                  # [N, 3, S, S]
+    if processor_format != OFFICIAL_FORMAT:
+        raise ValueError(f"processor_format {processor_format!r}: allowed {PROCESSOR_FORMATS}")
+    x = x.to(torch.float32) / 255.0                                                   # [N, 3, H, W] in [0, 1]
+    top, left, ch, cw = official_crop_box(h, w, crop_scale, generator)
+    x = x[:, :, top:top + ch, left:left + cw]                                           # [N, 3, ch, cw]
+    if (ch, cw) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if generator is not None and jitter is not None:
+        x = color_jitter(x, jitter, generator)
+    x = (x * 255).to(torch.uint8)                                                       # [N, 3, S, S] uint8
+    x = (x.to(torch.float32) / 255.0 - 0.5) / 0.5
+    return x.to(torch.bfloat16).to(torch.float32)                                       # [N, 3, S, S]
+
+
 class Gr00tProcessor:
     """Turns observations into the tensor batch of ``Gr00tN1`` and model actions back into robot units."""
 
@@ -114,24 +223,48 @@ class Gr00tProcessor:
 
     # -- images and prompt ------------------------------------------------------------------
     def image_tensor(self, frames: np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
-        """uint8 [N, H, W, 3] -> float [N, 3, S, S] in [-1, 1]; centre crop, or a random crop with a generator."""
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # [N, 3, H, W]
-        h, w = x.shape[-2:]
-        ch, cw = max(1, round(h * self.modality.crop_scale)), max(1, round(w * self.modality.crop_scale))
-        if generator is None:
-            top, left = (h - ch) // 2, (w - cw) // 2
-        else:
-            top = int(torch.randint(0, h - ch + 1, (1,), generator=generator))
-            left = int(torch.randint(0, w - cw + 1, (1,), generator=generator))
-        x = x[:, :, top:top + ch, left:left + cw]                                       # [N, 3, ch, cw]
-        size = self.model_config.backbone.vision.image_size
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return (x / 255.0 - 0.5) / 0.5                                                  # [N, 3, S, S]
+        """uint8 [N, H, W, 3] -> float [N, 3, S, S] in [-1, 1] with this processor's settings
+        (``preprocess_images``); a generator means training (random crop, jitter; one draw for all N)."""
+        return preprocess_images(frames, self.model_config.backbone.vision.image_size, self.modality.crop_scale,
+                                 self.modality.processor_format, generator, self.modality.color_jitter)
 
     def prompt(self, instruction: str, num_images: int) -> str:
-        block = IMAGE_START + IMAGE_CONTEXT * self.model_config.backbone.num_image_tokens + IMAGE_END + "\n"
-        messages = [{"role": "user", "content": block * num_images + instruction}]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        """The chat prompt of one sample, image blocks in camera order (official: Isaac-GR00T N1
+        GR00TTransform._apply_gr00t_processing + EagleProcessor.prepare_input, qwen2-chat template)."""
+        block = IMAGE_START + IMAGE_CONTEXT * self.model_config.backbone.num_image_tokens + IMAGE_END
+        if self.modality.processor_format == LEGACY_FORMAT:
+            messages = [{"role": "user", "content": (block + "\n") * num_images + instruction}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        images = block + "\n" if num_images == 1 else "".join(f"<image {i + 1}>{block}\n" for i in range(num_images))
+        return (f"<|im_start|>system\n{SYSTEM_MESSAGE}<|im_end|>\n"
+                f"<|im_start|>user\n{images}{instruction}<|im_end|>\n"
+                "<|im_start|>assistant\n")
+
+    def pad_token_id(self) -> int:
+        """The id padding uses in the official format: ``<|im_end|>`` when the vocabulary has it, else the
+        tokenizer's pad token."""
+        token_id = self.tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+        if token_id is None or token_id == self.tokenizer.unk_token_id:
+            token_id = self.tokenizer.pad_token_id
+        if token_id is None:
+            raise ValueError(f"the tokenizer has neither {PAD_TOKEN} nor a pad token")
+        return int(token_id)
+
+    def tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        """Prompts -> ``input_ids`` and ``attention_mask`` [B, L]. Official: each prompt tokenised alone,
+        then padded on the LEFT to the longest with ``pad_token_id`` (mask 0 there); positions stay
+        0..L-1 for every row (the official LLM gets no position ids). Legacy: right padding."""
+        if self.modality.processor_format == LEGACY_FORMAT:
+            enc = self.tokenizer(prompts, padding=True, return_tensors="pt")
+            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        ids = self.tokenizer(prompts, padding=False)["input_ids"]
+        length, pad = max(len(x) for x in ids), self.pad_token_id()
+        input_ids = torch.full((len(ids), length), pad, dtype=torch.long)                 # [B, L]
+        mask = torch.zeros(len(ids), length, dtype=torch.long)                             # [B, L]
+        for i, row in enumerate(ids):
+            input_ids[i, length - len(row):] = torch.tensor(row, dtype=torch.long)
+            mask[i, length - len(row):] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
 
     # -- state and actions ------------------------------------------------------------------
     def _group(self, obs: dict, group: str, batch: int, batched: bool) -> np.ndarray:
@@ -195,12 +328,17 @@ class Gr00tProcessor:
             frames.append(a[:, -1])                              # newest frame per camera, [B, H, W, 3]
         per_sample = np.stack(frames, axis=1)                    # [B, V, H, W, 3]
         v = per_sample.shape[1]
-        pixel_values = torch.cat([self.image_tensor(per_sample[:, i], generator) for i in range(v)], dim=0)
-        pixel_values = pixel_values.reshape(v, b, *pixel_values.shape[1:]).transpose(0, 1).reshape(b * v, 3,
-                                                                                                   *pixel_values.shape[-2:])
+        if self.modality.processor_format == LEGACY_FORMAT:       # one random crop per camera for the batch
+            pixel_values = torch.cat([self.image_tensor(per_sample[:, i], generator) for i in range(v)], dim=0)
+            pixel_values = pixel_values.reshape(v, b, *pixel_values.shape[1:]).transpose(0, 1).reshape(
+                b * v, 3, *pixel_values.shape[-2:])
+        elif generator is None:                                  # deterministic: all frames at once
+            pixel_values = self.image_tensor(per_sample.reshape(b * v, *per_sample.shape[2:]))
+        else:                                                    # one crop + jitter draw per sample, as official
+            pixel_values = torch.cat([self.image_tensor(per_sample[i], generator) for i in range(b)], dim=0)
+        # pixel_values: [B*V, 3, S, S], sample-major (sample 0's cameras, then sample 1's, ...)
 
-        text = [self.prompt(s, v) for s in instructions]
-        enc = self.tokenizer(text, padding=True, return_tensors="pt")
+        enc = self.tokenize([self.prompt(s, v) for s in instructions])
 
         head = self.model_config.action_head
         state = self.normalize_group(self._group(obs, "state", b, batched), "state")   # [B, Ds]
