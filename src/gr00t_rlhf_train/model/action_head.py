@@ -124,7 +124,7 @@ class FlowMatchingActionHead(nn.Module):
         self.config = c
         self.model = DiT(c.num_layers, c.num_heads, c.head_dim, output_dim=c.hidden_size,
                          cross_attention_dim=c.backbone_embedding_dim, timestep_channels=c.timestep_channels,
-                         dropout=c.dropout)
+                         dropout=c.dropout, mask_context=c.mask_context)
         self.state_encoder = CategorySpecificMLP(c.max_num_embodiments, c.max_state_dim, c.hidden_size,
                                                  c.input_embedding_dim)
         self.action_encoder = MultiEmbodimentActionEncoder(c.action_dim, c.input_embedding_dim,

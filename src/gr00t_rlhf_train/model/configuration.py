@@ -138,8 +138,13 @@ class ActionHeadConfig:
     advantage_conditioning: bool = False
     default_condition: str = "good"  # what sampling conditions on when the caller does not say
     default_guidance: float = 1.0    # classifier-free guidance w: v_uncond + w (v_cond - v_uncond); 1 = plain
+    # whether the DiT's cross-attention hides padded VL tokens: False as official N1 (its DiT passes no mask);
+    # checkpoints written before this field masked them and keep doing so (ModelConfig.from_dict)
+    mask_context: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.mask_context, bool):
+            raise ConfigError(f"ActionHeadConfig.mask_context = {self.mask_context!r}: must be true or false")
         if not isinstance(self.advantage_conditioning, bool):
             raise ConfigError(f"ActionHeadConfig.advantage_conditioning = {self.advantage_conditioning!r}: must be "
                               "true or false")
@@ -324,8 +329,12 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"ModelConfig: unknown fields {sorted(unknown)}; allowed: {sorted(known)}")
-        # a checkpoint written before ``data`` existed normalised with the legacy semantics: keep them
-        return cls(**({"data": None} | data))
+        # a checkpoint written before ``data`` existed normalised with the legacy semantics, and one written
+        # before ``action_head.mask_context`` masked the padded VL tokens: both keep what they did
+        data = {"data": None} | data
+        if isinstance(data.get("action_head"), dict):
+            data["action_head"] = {"mask_context": True} | data["action_head"]
+        return cls(**data)
 
 
 # Vocabulary of the built-in tiny tokenizer (tokenizer.build_tiny_tokenizer) fits in this.

@@ -171,3 +171,18 @@ def test_frozen_parts_stay_in_eval_mode_while_training(head):
     assert head.frozen_parts() == ["model"]
     head.eval()
     assert not head.training and not head.state_encoder.training
+
+
+def test_cross_attention_mask_as_official_and_kept_for_old_checkpoints():
+    """New heads and official checkpoints do not mask padded VL tokens (official N1 DiT); a checkpoint JSON
+    written before ``mask_context`` existed keeps masking them."""
+    config = preset("tiny")
+    assert config.action_head.mask_context is False
+    assert FlowMatchingActionHead(config.action_head).model.mask_context is False
+    saved = json.loads(json.dumps(config.to_dict()))
+    assert ModelConfig.from_dict(saved).action_head.mask_context is False
+    del saved["action_head"]["mask_context"]
+    old = ModelConfig.from_dict(saved)
+    assert old.action_head.mask_context is True and FlowMatchingActionHead(old.action_head).model.mask_context
+    with pytest.raises(ConfigError, match="ActionHeadConfig.mask_context = 1: must be true or false"):
+        ModelConfig.from_dict(saved | {"action_head": saved["action_head"] | {"mask_context": 1}})
