@@ -196,14 +196,15 @@ class TrainResult:
 
 # -- data order -------------------------------------------------------------------------------
 def epoch_batches(n: int, cfg: TrainConfig, epoch: int, rank: int, world: int) -> list[list[int]]:
-    """Micro-batches (index lists) of one epoch for one process: a permutation from (seed, epoch),
-    split across processes, full batches only."""
+    """Micro-batches (index lists) of one epoch for one process: a permutation from (seed, epoch) cut into
+    global batches of ``batch_size x world`` samples, of which process ``rank`` takes the ``rank``-th slice;
+    full batches only. So the samples of a step do not depend on the number of processes: 2 processes with
+    ``batch_size`` B see together exactly the samples 1 process sees with 2B (with DDP's gradient mean,
+    the same update up to float rounding when the loss itself draws nothing at random)."""
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     perm = torch.randperm(n, generator=g).tolist()
-    per_rank = n // world
-    mine = perm[rank * per_rank:(rank + 1) * per_rank]
-    usable = len(mine) // cfg.batch_size * cfg.batch_size
-    return [mine[i:i + cfg.batch_size] for i in range(0, usable, cfg.batch_size)]
+    b, per_epoch = cfg.batch_size, n // (cfg.batch_size * world)
+    return [perm[(i * world + rank) * b:(i * world + rank + 1) * b] for i in range(per_epoch)]
 
 
 class EndlessBatches:
@@ -212,10 +213,10 @@ class EndlessBatches:
 
     def __init__(self, n: int, cfg: TrainConfig, start: int, rank: int, world: int):
         self.n, self.cfg, self.rank, self.world = n, cfg, rank, world
-        self.per_epoch = (n // world) // cfg.batch_size
+        self.per_epoch = n // (cfg.batch_size * world)
         if self.per_epoch == 0:
-            raise TrainConfigError(f"TrainConfig.batch_size = {cfg.batch_size}: the training set has {n} samples "
-                                   f"({n // world} per process), fewer than one batch")
+            raise TrainConfigError(f"TrainConfig.batch_size = {cfg.batch_size}: the training set has {n} samples, "
+                                   f"fewer than one batch of {cfg.batch_size} x {world} process(es)")
         self.start = start
 
     def __iter__(self):
@@ -235,6 +236,39 @@ def micro_batches(dataset, cfg: TrainConfig, start: int, rank: int, world: int,
                                          generator=g, multiprocessing_context=worker_context(workers),
                                          pin_memory=pin_memory, prefetch_factor=cfg.prefetch_factor if workers else None)
     yield from loader
+
+
+# -- processes --------------------------------------------------------------------------------
+def world_size() -> int:
+    """Processes of this run (``WORLD_SIZE`` set by ``accelerate launch`` / torchrun; 1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Whether this is the process that writes files and prints summaries (rank 0, or the only one)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def use_cpu(cfg: TrainConfig) -> bool:
+    """Train on the CPU: asked for, or several processes on a machine without CUDA (gloo)."""
+    return cfg.cpu or (world_size() > 1 and not torch.cuda.is_available())
+
+
+def process_device(cfg: TrainConfig) -> torch.device:
+    """This process's training device (what the loop's Accelerator will use), known before ``train()``."""
+    if world_size() == 1:
+        return torch.device("cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu")
+    from accelerate import PartialState
+    return PartialState(cpu=use_cpu(cfg)).device
+
+
+def main_process_first(cfg: TrainConfig):
+    """Context: the main process runs the block first, the others after it (e.g. building a frame cache once)."""
+    if world_size() == 1:
+        from contextlib import nullcontext
+        return nullcontext()
+    from accelerate import PartialState
+    return PartialState(cpu=use_cpu(cfg)).main_process_first()
 
 
 # -- logging ----------------------------------------------------------------------------------
@@ -407,14 +441,20 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
     t0 = time.time()
     out = Path(cfg.out_dir)
     _reject_existing(out, cfg)
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    world = world_size()
+    if world == 1:
         # one process: a second train() in it (a notebook, the tests) may use another precision; accelerate
         # keeps the first one's state process-wide and would refuse (its own tests reset it the same way)
         from accelerate.state import AcceleratorState
         AcceleratorState._reset_state()
+    # several processes without a GPU: accelerate forms the gloo group only when told cpu=True; without it
+    # every process would train alone into the same out_dir
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                      cpu=cfg.cpu, kwargs_handlers=[DistributedDataParallelKwargs(
+                      cpu=use_cpu(cfg), kwargs_handlers=[DistributedDataParallelKwargs(
                           find_unused_parameters=cfg.find_unused_parameters)])
+    if acc.num_processes != world:
+        raise TrainConfigError(f"launched as {world} processes (WORLD_SIZE) but accelerate formed a group of "
+                               f"{acc.num_processes} ({acc.distributed_type}): check the accelerate config")
     main = acc.is_main_process
     if main:
         out.mkdir(parents=True, exist_ok=True)

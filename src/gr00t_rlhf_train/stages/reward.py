@@ -37,7 +37,7 @@ from ..data.cache import FrameCache, parse_episodes
 from ..data.samples import RewardClips, collate, model_inputs, split_episodes
 from .feature_cache import CachedClips, FrameFeatures
 from .losses import ClassBalance, RewardLoss, balanced_indices
-from .loop import TrainConfig, TrainResult, train
+from .loop import TrainConfig, TrainResult, is_main_process, main_process_first, process_device, train
 
 TARGETS = ("reward", "feedback")
 BALANCES = ("none", "weights", "sampler")
@@ -356,15 +356,13 @@ def make_loss_fn(cfg: RewardConfig, loss: RewardLoss, balance, low: float, store
 def cached_features(cfg: RewardConfig, tc: TrainConfig, model, clip_sets: list) -> FrameFeatures:
     """The frozen backbone's features of every frame of ``clip_sets``, on this process's training device and in
     the training precision (each process of a multi-GPU run builds its own)."""
-    from accelerate import PartialState
-
-    device = PartialState(cpu=tc.cpu).device
+    device = process_device(tc)
     model.to(device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.mixed_precision)
-    if cfg.augment:
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.mixed_precision) if device.type == "cuda" else None
+    if cfg.augment and is_main_process():
         print("train reward: --cache-features: features of centre crops (no crop augmentation)", file=sys.stderr)
     return FrameFeatures.build(model, clip_sets, batch_size=max(tc.batch_size, 32), autocast_dtype=dtype,
-                               progress=PartialState().is_main_process)
+                               progress=is_main_process())
 
 
 def _float(v) -> float:
@@ -427,7 +425,8 @@ def evaluator(clips: RewardClips, loss: RewardLoss, threshold: float, batch_size
 
 def train_reward(cfg: RewardConfig) -> RewardResult:
     """Train a reward model as configured; -> RewardResult (checkpoints under ``cfg.out_dir``)."""
-    cache = open_cache(cfg)
+    with main_process_first(TrainConfig(out_dir=cfg.out_dir, **cfg.train)):   # the main process caches a dataset
+        cache = open_cache(cfg)
     holdout = cfg.parse_holdout()
     unknown = sorted(set(holdout) - set(cache.episodes))
     if unknown:
@@ -581,5 +580,6 @@ def run_cli(args) -> int:
     except (RewardConfigError, LossConfigError, TrainConfigError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(result.summary())
+    if is_main_process():
+        print(result.summary())
     return 0

@@ -359,12 +359,14 @@ def run_sft(cfg: SFTConfig, progress: bool = True) -> SFTSummary:
 
     from gr00t_rlhf_train.data.samples import PolicySamples
 
-    from .loop import train
+    from .loop import is_main_process, main_process_first, train
 
     t0 = time.time()
     out = Path(cfg.train.out_dir)
     size = cfg.cache_size or max(96, vision_size(cfg))
-    caches = open_data(cfg.data, Path(cfg.cache_dir) if cfg.cache_dir else out / "cache", size, progress)
+    progress = progress and is_main_process()
+    with main_process_first(cfg.train):           # several processes: the main one builds a dataset's cache
+        caches = open_data(cfg.data, Path(cfg.cache_dir) if cfg.cache_dir else out / "cache", size, progress)
     modality = modality_for(caches)
     trains, vals, tests = split_all(caches, cfg.holdout, cfg.val_fraction, cfg.train.seed)
     stats = train_stats(caches, trains, modality, cfg.rows)
@@ -504,7 +506,7 @@ def cmd_sft(args) -> int:
 
 
 def _is_main() -> bool:
-    import os
-    return os.environ.get("RANK", "0") == "0"
+    from .loop import is_main_process
+    return is_main_process()
 
 
