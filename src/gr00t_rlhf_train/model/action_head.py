@@ -7,6 +7,13 @@ output back to action velocities. Training: t = (s - Beta(a, b)) / s, x_t = (1 -
 target velocity = action - noise, MSE masked to the robot's real action dims. Inference: Euler
 integration from noise in ``num_inference_steps`` steps.
 
+Training details follow official ``FlowmatchingActionHead`` (Isaac-GR00T N1,
+gr00t/model/action_head/flow_matching_action_head.py; docs/official_layout.md): the position embedding starts
+N(0, 0.02); noise is drawn before t, and the Beta draw is cast to the actions' dtype before t is computed; the
+loss is sum(mse * action_mask) / sum(action_mask); a part without trainable parameters stays in eval mode
+while training (``set_frozen_modules_to_eval_mode``); the DiT does not mask padded VL tokens unless
+``ActionHeadConfig.mask_context`` (checkpoints written before that field).
+
 Advantage conditioning (``ActionHeadConfig.advantage_conditioning``, stage 3 / RECAP style): a learned
 embedding of the condition {unconditioned, good, bad} is added to the DiT's timestep embedding (the
 AdaLayerNorm signal of every block). It starts at zero, so a policy that gains it behaves exactly as
