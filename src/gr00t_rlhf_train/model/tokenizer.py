@@ -8,6 +8,7 @@ small byte-level BPE offline (for the ``tiny`` preset, the tests and the simulat
 """
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -81,6 +82,55 @@ def _with_eagle_tokens(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenize
     return tokenizer
 
 
+def declared_token_ids(directory: Path) -> dict[str, int]:
+    """Explicit ids of added tokens in a tokenizer directory (``tokenizer_config.json``
+    ``added_tokens_decoder``, else ``added_tokens.json``): what the official slow tokenizer encodes them as."""
+    config = directory / "tokenizer_config.json"
+    if config.is_file():
+        decoder = json.loads(config.read_text()).get("added_tokens_decoder") or {}
+        if decoder:
+            return {entry["content"]: int(i) for i, entry in decoder.items()}
+    added = directory / "added_tokens.json"
+    return {k: int(v) for k, v in json.loads(added.read_text()).items()} if added.is_file() else {}
+
+
+def pin_declared_ids(tokenizer: PreTrainedTokenizerBase, declared: dict[str, int]) -> PreTrainedTokenizerBase:
+    """Give added tokens the ids their files declare when the loaded tokenizer disagrees.
+
+    Eagle2 declares ``assistant`` = 49161 as an added token although SmolLM2's BPE vocabulary already holds
+    "assistant" (another id). The official (slow) tokenizer encodes every "assistant" as 49161 - in the
+    prompt's ``<|im_start|>assistant`` and inside "helpful assistant." - while a tokenizers-backed one (all
+    of transformers 5) keeps the vocabulary id. The text is always split at added tokens first, so the BPE
+    id of such a token is never produced: moving the vocabulary entry to the declared id gives the official
+    encoding for every text (tokens after it, shifted by one, are moved back the same way)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    wrong = {t: i for t, i in declared.items() if tokenizer.convert_tokens_to_ids(t) not in (i, None)}
+    if backend is None or not wrong:
+        return tokenizer
+    from tokenizers import Tokenizer
+
+    spec = json.loads(backend.to_str())
+    vocab = spec.get("model", {}).get("vocab")
+    if not isinstance(vocab, dict):
+        return tokenizer
+    # every declared token goes into the vocabulary at its id, so that rebuilding the added vocabulary
+    # (which looks each added token up in the vocabulary first) reproduces the declared ids
+    taken = {i: t for t, i in vocab.items()}
+    for token, token_id in declared.items():
+        if taken.get(token_id, token) != token and taken[token_id] not in declared:
+            raise ValueError(f"tokenizer: {token!r} is declared as id {token_id}, which the vocabulary gives to "
+                             f"{taken[token_id]!r}")
+        vocab[token] = token_id       # never produced by BPE: the text is split at added tokens first
+    for entry in spec.get("added_tokens", []):
+        if entry["content"] in declared:
+            entry["id"] = declared[entry["content"]]
+    tokenizer._tokenizer = Tokenizer.from_str(json.dumps(spec))
+    still = {t: tokenizer.convert_tokens_to_ids(t) for t in wrong}
+    if any(still[t] != wrong[t] for t in wrong):
+        raise ValueError(f"tokenizer: could not give added tokens their declared ids (wanted {wrong}, got {still})")
+    return tokenizer
+
+
 def load_tokenizer(source: str | Path) -> PreTrainedTokenizerBase:
     """Load the tokenizer from a local directory, the built-in ``tiny`` one, or a Hugging Face name
     already in the local cache. Raises TokenizerNotFoundError (never downloads, never falls back)."""
@@ -101,6 +151,8 @@ def load_tokenizer(source: str | Path) -> PreTrainedTokenizerBase:
             "gr00t/model/backbone/eagle2_hg_model) or download HuggingFaceTB/SmolLM2-1.7B-Instruct into your cache "
             "first (huggingface-cli download ...)."
         ) from None
+    if looks_like_path:
+        tokenizer = pin_declared_ids(tokenizer, declared_token_ids(path))
     return _with_eagle_tokens(tokenizer)
 
 

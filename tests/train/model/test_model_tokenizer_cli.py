@@ -59,3 +59,43 @@ def test_cli_help_does_not_import_torch():
            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def _eagle_like_directory(path):
+    """A GPT-2-style tokenizer directory shaped like Isaac-GR00T's eagle2_hg_model: "assistant" is a BPE
+    vocabulary token AND an added token declared at another id (after the 12 Eagle tokens' slot)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(["assistant", "assistant.", "user", "system", "You are a helpful assistant."] * 50,
+                            trainer=trainer)
+    path.mkdir()
+    tok.model.save(str(path))
+    n = len(json.loads((path / "vocab.json").read_text()))
+    decoder = {str(i): {"content": t, "special": True} for i, t in enumerate(["<|endoftext|>", "<|im_start|>",
+                                                                            "<|im_end|>"])}
+    decoder.update({str(n + k): {"content": t, "special": t != "assistant", "normalized": t == "assistant"}
+                    for k, t in enumerate(EAGLE_TOKENS)})
+    (path / "tokenizer_config.json").write_text(json.dumps({
+        "added_tokens_decoder": decoder, "bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
+        "pad_token": "<|im_end|>", "unk_token": "<|endoftext|>", "tokenizer_class": "GPT2Tokenizer"}))
+    return n
+
+
+def test_declared_added_token_ids_win_over_the_bpe_vocabulary(tmp_path):
+    n = _eagle_like_directory(tmp_path / "eagle")
+    bpe_id = json.loads((tmp_path / "eagle" / "vocab.json").read_text())["assistant"]
+    assistant = n + EAGLE_TOKENS.index("assistant")                  # 49161 in the real files
+    tok = load_tokenizer(tmp_path / "eagle")
+    assert tok.convert_tokens_to_ids("assistant") == assistant != bpe_id
+    assert tok("<|im_start|>assistant\n")["input_ids"][:2] == [1, assistant]
+    assert assistant in tok("You are a helpful assistant.")["input_ids"]
+    assert [tok.convert_tokens_to_ids(t) for t in EAGLE_TOKENS] == list(range(n, n + 12))
+    assert tok.decode(tok("a helpful assistant.")["input_ids"]) == "a helpful assistant."
+    tok.save_pretrained(tmp_path / "saved")                           # what a checkpoint keeps
+    again = load_tokenizer(tmp_path / "saved")
+    assert again("<|im_start|>assistant\n")["input_ids"] == tok("<|im_start|>assistant\n")["input_ids"]
