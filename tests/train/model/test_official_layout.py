@@ -62,7 +62,9 @@ def test_malformed_keys_are_refused_on_construction(kwargs, match):
 
 def test_command_line_and_yaml(tmp_path):
     p = argparse.ArgumentParser()
+    p.add_argument("--data", action="append")                # the training commands' flag: no clash with --data-config
     add_data_config_arguments(p)
+    assert p.parse_args(["--data", "a", "--data-config", "so100"]).data == ["a"]
     dc = data_config_from_args(p.parse_args(["--state-keys", "state.right_wheel,state.left_wheel",
                                              "--action-mode", "q99"]))
     assert dc.state_keys == ["state.right_wheel", "state.left_wheel"] and dc.action_mode == "q99"
