@@ -1,4 +1,6 @@
 """``gr00t-rlhf model info PRESET_OR_PATH``: parameter counts per component, dtype and memory.
+``gr00t-rlhf model parity --checkpoint DIR --official-src PATH``: our model against the official
+Isaac-GR00T N1 code on the same inputs (``parity.py``).
 
 The network is built on the meta device, so even the 2B preset is described without allocating it.
 """
@@ -85,6 +87,36 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parity(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError
+    from .configuration import ConfigError
+    from .parity import ParityError, official_runner, run_parity
+    from .tokenizer import TokenizerNotFoundError
+
+    prefix = "gr00t-rlhf model parity: error:"
+    try:
+        if not Path(args.checkpoint).is_dir():
+            raise CheckpointError(f"--checkpoint {args.checkpoint}: no such directory")
+        official = official_runner(args.checkpoint, args.official_src, args.device, args.dtype, args.official_python)
+        tokenizer = args.tokenizer
+        if tokenizer is None and not (Path(args.checkpoint) / "gr00t_rlhf.json").is_file():
+            tokenizer = str(Path(args.official_src).expanduser() / "gr00t" / "model" / "backbone" / "eagle2_hg_model")
+        import torch
+
+        report = run_parity(args.checkpoint, official, tokenizer=tokenizer, device=args.device,
+                            dtype=torch.bfloat16 if args.dtype == "bf16" else None, instruction=args.instruction,
+                            seed=args.seed, embodiment_tag=args.embodiment_tag)
+    except (ParityError, CheckpointError, ConfigError, TokenizerNotFoundError, OSError, ValueError) as e:
+        print(f"{prefix} {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(f"parity of {args.checkpoint} against {args.official_src} ({args.device}, {args.dtype}):")
+        print("\n".join("  " + line for line in report.lines()))
+    return 0
+
+
 def register(subparsers) -> None:
     model = subparsers.add_parser("model", help="GR00T N1 model tools")
     sub = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
@@ -93,3 +125,21 @@ def register(subparsers) -> None:
     info.add_argument("source", metavar="PRESET_OR_PATH", help=f"a preset ({', '.join(PRESETS)}) or a checkpoint dir")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=_info)
+    parity = sub.add_parser("parity", help="compare with the official Isaac-GR00T N1 code on the same inputs",
+                            description="Run this package's model and the official Isaac-GR00T N1 code on one fixed "
+                            "observation with the same initial noise; report prompt token ids, pixel, backbone "
+                            "feature and action differences.")
+    parity.add_argument("--checkpoint", required=True, metavar="DIR", help="official GR00T N1 checkpoint directory")
+    parity.add_argument("--official-src", required=True, metavar="PATH",
+                        help="root of a clone of NVIDIA/Isaac-GR00T at an N1-era commit")
+    parity.add_argument("--official-python", metavar="PY",
+                        help="Python with the official code's requirements (default: this one)")
+    parity.add_argument("--tokenizer", metavar="DIR",
+                        help="tokenizer directory (default: PATH/gr00t/model/backbone/eagle2_hg_model)")
+    parity.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parity.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="both models' dtype (default fp32)")
+    parity.add_argument("--instruction", default="pick up the red cube and place it in the bowl")
+    parity.add_argument("--seed", type=int, default=0, help="frames, state and initial noise (default 0)")
+    parity.add_argument("--embodiment-tag", help="embodiment of experiment_cfg/metadata.json (default: new_embodiment)")
+    parity.add_argument("--json", action="store_true", help="print JSON")
+    parity.set_defaults(func=_parity)

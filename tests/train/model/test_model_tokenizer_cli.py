@@ -99,3 +99,16 @@ def test_declared_added_token_ids_win_over_the_bpe_vocabulary(tmp_path):
     tok.save_pretrained(tmp_path / "saved")                           # what a checkpoint keeps
     again = load_tokenizer(tmp_path / "saved")
     assert again("<|im_start|>assistant\n")["input_ids"] == tok("<|im_start|>assistant\n")["input_ids"]
+
+
+def test_model_parity_errors_are_one_line(capsys, tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    assert main(["model", "parity", "--checkpoint", str(tmp_path / "ckpt"), "--official-src",
+                 str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--official-src" in err and "no such directory" in err
+    (tmp_path / "src").mkdir()
+    assert main(["model", "parity", "--checkpoint", str(tmp_path / "ckpt"), "--official-src", str(tmp_path / "src")]) == 1
+    assert "gr00t/model/gr00t_n1.py" in capsys.readouterr().err
+    assert main(["model", "parity", "--checkpoint", str(tmp_path / "absent"), "--official-src", str(tmp_path)]) == 1
+    assert "--checkpoint" in capsys.readouterr().err

@@ -189,3 +189,59 @@ def test_checkpoint_without_processor_format_keeps_the_legacy_behaviour(tiny_pol
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()[:, :, 1:47, 1:62]              # round(45.6)=46, 61
     x = torch.nn.functional.interpolate(x, size=(56, 56), mode="bilinear", align_corners=False, antialias=True)
     torch.testing.assert_close(batch["pixel_values"], (x / 255.0 - 0.5) / 0.5, rtol=0, atol=0)
+
+
+# -- the parity harness (the official side played by our own model: the official code is not here) --------
+def _ours_as_official(policy):
+    """``official(request)`` computed with one of our policies, the way the official worker does it."""
+    def run(request: dict) -> dict:
+        proc, frames = policy.processor, request["frames"]
+        enc = proc.tokenize([proc.prompt(request["instruction"], len(frames))])
+        batch = enc | {"pixel_values": proc.image_tensor(frames), "state": torch.from_numpy(request["state"]),
+                       "embodiment_id": torch.from_numpy(request["embodiment_id"])}
+        with torch.no_grad():
+            feats, _ = policy.model.features(batch)
+            acts = policy.model.sample_actions(batch, num_steps=request["num_steps"],
+                                               noise=torch.from_numpy(request["noise"]))
+        return {k: v.numpy() for k, v in enc.items()} | {"pixel_values": batch["pixel_values"].numpy(),
+                                                          "features": feats.numpy(), "actions": acts.numpy()}
+    return run
+
+
+def test_parity_of_a_checkpoint_with_itself_is_exact(tiny_policy, tmp_path):
+    from gr00t_rlhf_train.model.parity import run_parity
+
+    ckpt = tiny_policy.save_pretrained(tmp_path / "ckpt")
+    report = run_parity(ckpt, _ours_as_official(Gr00tPolicy.from_pretrained(ckpt)))
+    assert report.prompt_ids_equal and report.prompt_length[0] == report.prompt_length[1] > 4
+    assert report.pixel_max_diff == 0 and report.features_max_diff == 0
+    assert report.actions_max_diff == 0 and report.end_to_end_actions_max_diff == 0
+    assert "prompt token ids      equal" in report.lines()[0]
+
+
+def test_parity_reports_model_and_prompt_differences(tiny_policy, tmp_path):
+    from gr00t_rlhf_train.model.parity import run_parity
+
+    ckpt = tiny_policy.save_pretrained(tmp_path / "ckpt")
+    other = Gr00tPolicy.from_pretrained(ckpt)
+    with torch.no_grad():
+        other.model.action_head.action_decoder.layer2.b.add_(0.01)        # a different action head
+    report = run_parity(ckpt, _ours_as_official(other))
+    assert report.features_max_diff == 0 and report.actions_max_diff == pytest.approx(0.01, rel=1e-3)
+    other.processor.modality.processor_format = LEGACY_FORMAT              # the other prompt format
+    report = run_parity(ckpt, _ours_as_official(other))
+    assert not report.prompt_ids_equal and "DIFFERENT" in report.lines()[0]
+    assert report.to_dict()["prompt_ids_equal"] is False
+
+
+def test_parity_worker_without_the_official_code_is_one_line(tiny_policy, tmp_path):
+    from gr00t_rlhf_train.model.parity import ParityError, official_runner, run_parity
+
+    src = tmp_path / "Isaac-GR00T"
+    (src / "gr00t" / "model").mkdir(parents=True)
+    (src / "gr00t" / "model" / "gr00t_n1.py").write_text("")
+    ckpt = tiny_policy.save_pretrained(tmp_path / "ckpt")
+    with pytest.raises(ParityError) as e:
+        run_parity(ckpt, official_runner(ckpt, src))
+    msg = str(e.value)
+    assert "\n" not in msg and "does not import" in msg and "pip install -e" in msg
