@@ -22,10 +22,53 @@ from __future__ import annotations
 import gc
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 import torch
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """Which inference speed levers of a policy / reward model are on; ``FastPath()`` = all but compile.
+
+    ``cuda_graphs``: replay one CUDA graph per input signature (this module). ``gpu_preprocess``: frames
+    cross to the device as uint8 and are preprocessed there (gpu_preprocess.py). ``kv_cache``: the DiT's
+    cross-attention keys/values are projected once per chunk (``DiT.inference_context``). ``unmasked_sdpa``:
+    no attention masks when the host knows the batch has no padding (flash kernels). ``compile``:
+    ``torch.compile`` of the policy's DiT blocks (optional; measure before use)."""
+
+    cuda_graphs: bool = True
+    gpu_preprocess: bool = True
+    kv_cache: bool = True
+    unmasked_sdpa: bool = True
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"FastPath.{f.name} = {getattr(self, f.name)!r}: must be true or false")
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+    @classmethod
+    def resolve(cls, fast: "FastPath | bool", **levers: bool) -> "FastPath":
+        """True -> all but compile, False -> none (the plain path), a FastPath as is; keyword levers override."""
+        if fast is True:
+            fast = cls()
+        elif fast is False:
+            fast = cls(False, False, False, False, False)
+        elif not isinstance(fast, cls):
+            raise ValueError(f"fast path {fast!r}: expected true, false or a FastPath")
+        unknown = set(levers) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"fast path levers {sorted(unknown)}: allowed {[f.name for f in fields(cls)]}")
+        return cls(**(fast.__dict__ | levers)) if levers else fast
+
+
+PLAIN = FastPath(False, False, False, False, False)
 
 
 def capturing() -> bool:

@@ -13,7 +13,7 @@ masks the backbone's padding tokens (``encoder_attention_mask`` is accepted and 
 does the same; ``mask_context=True`` (what this package did before, kept for the checkpoints written then)
 hides padded VL tokens from the cross-attention. With batch 1 and no padding both are identical.
 
-Inference speed-up (``DiT.cached_context``): the keys and values of the VL tokens in every cross-attention
+Inference speed-up (``DiT.inference_context``): the keys and values of the VL tokens in every cross-attention
 block depend only on the backbone features, not on the denoising step, so within one action chunk they are
 projected once and reused by every step (identical results: the same matmuls, done once).
 """
@@ -162,7 +162,7 @@ class DiT(nn.Module):
             raise ValueError(f"DiT mask_context = {mask_context!r}: must be true or false")
         self.mask_context = mask_context
         self._cache: tuple[torch.Tensor, list] | None = None   # (context, per-block K/V) inside cached_context
-        self._caching = False
+        self._caching = self._unpadded = False
         dim = heads * head_dim
         self.timestep_encoder = TimestepEncoder(timestep_channels, dim)
         self.transformer_blocks = nn.ModuleList([
@@ -174,17 +174,21 @@ class DiT(nn.Module):
         self.proj_out_2 = nn.Linear(dim, output_dim)
 
     @contextmanager
-    def cached_context(self):
-        """Within this block, the cross-attention keys/values of a context tensor are projected on its first
-        forward and reused by later forwards given the *same tensor object* (e.g. every denoising step of one
-        chunk). Host-side identity check only: safe inside a CUDA-graph capture. Left on exit."""
-        was = self._caching
-        self._caching = True
+    def inference_context(self, cache_kv: bool = True, unpadded: bool = False):
+        """Inference settings for the forwards inside this block (eval mode only):
+
+        ``cache_kv``: the cross-attention keys/values of a context tensor are projected on its first forward
+        and reused by later forwards given the *same tensor object* (every denoising step of one chunk).
+        ``unpadded``: the caller knows (on the host) that no context token is padding, so the mask is dropped
+        and SDPA may pick its flash / memory-efficient kernels (identical results).
+        Host-side checks only: safe inside a CUDA-graph capture. The cache is dropped on exit."""
+        was = (self._caching, self._unpadded)
+        self._caching, self._unpadded = cache_kv, unpadded
         try:
             yield self
         finally:
-            self._caching = was
-            if not was:
+            self._caching, self._unpadded = was
+            if not self._caching:
                 self._cache = None                                  # the K/V of this chunk are not kept
 
     def context_keys_values(self, context: torch.Tensor) -> list:
@@ -203,7 +207,7 @@ class DiT(nn.Module):
         """x [B, S, D]; context [B, L, Dc]; timestep [B] (integer buckets); context_mask [B, L] (1 = token; read
         only when ``mask_context``)."""
         temb = self.timestep_encoder(timestep)                              # [B, D]
-        mask = context_mask if self.mask_context else None
+        mask = context_mask if self.mask_context and not (self._unpadded and not self.training) else None
         for block, kv in zip(self.transformer_blocks, self._keys_values(context)):
             x = block(x, temb, context, mask, kv)                           # [B, S, D]
         shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=-1)       # [B, D] each

@@ -66,3 +66,68 @@ class DevicePreprocessor:
     def __call__(self, frames) -> torch.Tensor:
         """uint8 [N, H, W, 3] -> pixel values [N, 3, S, S] on the device, in ``dtype``."""
         return self.pixels(self.upload(frames))
+
+
+class FastInputs:
+    """The processor's batch without its host image work: prompt, tokens, state and embodiment id from the
+    processor's own functions, the newest uint8 frame of each view left as uint8 for the device.
+
+    Tokenised prompts are cached per set of distinct instructions (a batch of 64 frames of one episode
+    tokenises one prompt); padding depends only on each row and the longest row, so tokenising the
+    distinct prompts and gathering rows gives the same tensors as tokenising all of them."""
+
+    def __init__(self, processor, max_cached: int = 256):
+        self.processor, self.max_cached = processor, max_cached
+        self._tokens: dict[tuple, dict[str, torch.Tensor]] = {}
+
+    def tokens(self, instructions: list[str], num_images: int) -> tuple[dict[str, torch.Tensor], bool]:
+        """-> ({"input_ids", "attention_mask"} [B, L] on the CPU, unpadded)."""
+        distinct = list(dict.fromkeys(instructions))
+        key = (tuple(distinct), num_images)
+        enc = self._tokens.get(key)
+        if enc is None:
+            proc = self.processor
+            enc = proc.tokenize([proc.prompt(s, num_images) for s in distinct])
+            enc["unpadded"] = bool(enc["attention_mask"].all())
+            if len(self._tokens) >= self.max_cached:
+                self._tokens.clear()
+            self._tokens[key] = enc
+        if len(distinct) == 1:
+            n = len(instructions)
+            return {k: enc[k].expand(n, -1) for k in ("input_ids", "attention_mask")}, enc["unpadded"]
+        where = {s: i for i, s in enumerate(distinct)}
+        rows = torch.tensor([where[s] for s in instructions])
+        return {k: enc[k][rows] for k in ("input_ids", "attention_mask")}, enc["unpadded"]
+
+    def __call__(self, obs: dict) -> tuple[dict, np.ndarray, bool]:
+        """Observation (single or batched, as ``Gr00tProcessor.__call__`` takes it) -> (CPU tensors
+        input_ids, attention_mask [B, L], state [B, 1, max_state_dim], embodiment_id [B]; uint8 frames
+        [B*V, H, W, 3] sample-major; unpadded)."""
+        from .processor import LANGUAGE_KEYS
+
+        proc = self.processor
+        lang_key = next((k for k in LANGUAGE_KEYS if k in obs), None)
+        if lang_key is None:
+            raise KeyError(f"observation lacks an instruction ({' or '.join(LANGUAGE_KEYS)}); keys: {sorted(obs)}")
+        language = obs[lang_key]
+        batched = not isinstance(language, str)
+        instructions = list(language) if batched else [language]
+        b = len(instructions)
+        views = []
+        for name in proc.modality.video:
+            key = f"video.{name}"
+            if key not in obs:
+                raise KeyError(f"observation lacks {key!r}; keys: {sorted(obs)}")
+            a = np.asarray(obs[key])
+            if a.dtype != np.uint8 or a.shape[-1] != 3 or a.ndim not in (3, 4, 5):
+                raise ValueError(f"observation[{key!r}]: expected uint8 RGB frames [..., H, W, 3], got {a.dtype} {a.shape}")
+            views.append(a.reshape(b, -1, *a.shape[-3:])[:, -1])                       # [B, H, W, 3]
+        v = len(views)
+        frames = views[0] if v == 1 else np.stack(views, axis=1).reshape(b * v, *views[0].shape[1:])  # [B*V, H, W, 3]
+        batch, unpadded = self.tokens(instructions, v)
+        head = proc.model_config.action_head
+        state = proc.normalize_group(proc._group(obs, "state", b, batched), "state")       # [B, Ds]
+        batch["state"] = torch.zeros(b, 1, head.max_state_dim)
+        batch["state"][:, 0, :state.shape[-1]] = torch.from_numpy(state).float()
+        batch["embodiment_id"] = torch.full((b,), proc.modality.embodiment_id, dtype=torch.long)
+        return batch, frames, unpadded

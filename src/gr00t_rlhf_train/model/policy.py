@@ -19,7 +19,6 @@ where the batch has no padding, known on the host before the call, so SDPA can p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,8 @@ import torch
 
 from .checkpoint import read_official, read_policy, save_checkpoint
 from .configuration import ModelConfig, preset
-from .cuda_graph import GraphedFunction, weights_guard
-from .gpu_preprocess import DevicePreprocessor
+from .cuda_graph import PLAIN, FastPath, GraphedFunction, weights_guard
+from .gpu_preprocess import DevicePreprocessor, FastInputs
 from .gr00t_n1 import Gr00tN1
 from .processor import LANGUAGE_KEYS, Gr00tProcessor, ModalityConfig
 from .tokenizer import image_token_id, load_tokenizer
@@ -36,26 +35,6 @@ from .tokenizer import image_token_id, load_tokenizer
 
 # the tensors of a processor batch that inference reads
 GRAPH_KEYS = ("input_ids", "attention_mask", "pixel_values", "state", "embodiment_id")
-
-
-@dataclass(frozen=True)
-class FastPath:
-    """Which inference speed levers are on (see the module docstring); ``FastPath()`` = all but compile."""
-
-    cuda_graphs: bool = True
-    gpu_preprocess: bool = True
-    kv_cache: bool = True
-    unmasked_sdpa: bool = True
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            if not isinstance(getattr(self, f.name), bool):
-                raise ValueError(f"FastPath.{f.name} = {getattr(self, f.name)!r}: must be true or false")
-
-    @property
-    def any(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self))
 
 
 def default_stats(modality: ModalityConfig, max_wheel_speed: float = 5.0) -> dict:
@@ -75,9 +54,9 @@ class Gr00tPolicy:
         self.processor = processor
         self.feedback_vocabulary = feedback_vocabulary or {}
         self._graphed: GraphedFunction | None = None
-        self.fast = FastPath(False, False, False, False, False)
+        self.fast = PLAIN
         self._device_pre: DevicePreprocessor | None = None
-        self._tokens: dict[tuple, dict[str, torch.Tensor]] = {}    # tokenised prompts of the fast path
+        self._fast_inputs = FastInputs(processor)
 
     @property
     def config(self) -> ModelConfig:
@@ -129,28 +108,30 @@ class Gr00tPolicy:
         length and step count (``warmup`` eager calls, then the capture). Same outputs as eager within
         floating-point rounding; on a CPU the eager code runs. Memory: each graph keeps its activations.
         ``use_fast_path`` adds the other levers."""
-        return self.use_fast_path(FastPath(enabled, False, False, False, False), warmup=warmup)
+        return self.use_fast_path(FastPath.resolve(PLAIN, cuda_graphs=enabled), warmup=warmup)
 
     def use_fast_path(self, fast: FastPath | bool = True, warmup: int = 2, **levers: bool) -> "Gr00tPolicy":
         """Switch the inference speed levers: ``True`` = ``FastPath()`` (all but compile), ``False`` = the
         plain path, or a ``FastPath``; keyword levers override it (``use_fast_path(compile=True)``)."""
-        fast = FastPath() if fast is True else FastPath(False, False, False, False, False) if fast is False else fast
-        if levers:
-            fast = FastPath(**(fast.__dict__ | levers))
-        self.fast = fast
+        fast = self.fast = FastPath.resolve(fast, **levers)
+        warmup = max(warmup, 3) if fast.compile else warmup     # compiled layers settle before a capture
         self._graphed = GraphedFunction(self._graph_body, warmup=warmup) if fast.cuda_graphs else None
-        self._tokens.clear()
-        if fast.compile:
-            for block in self.model.action_head.model.transformer_blocks:
-                if not hasattr(block, "_orig_mod_forward"):
-                    block._orig_mod_forward = block.forward
-                    block.forward = torch.compile(block._orig_mod_forward, dynamic=False)
-        else:
-            for block in self.model.action_head.model.transformer_blocks:
-                if hasattr(block, "_orig_mod_forward"):
-                    block.forward = block._orig_mod_forward
-                    del block._orig_mod_forward
+        self._fast_inputs = FastInputs(self.processor)
+        for layer in self.compilable_layers():
+            if fast.compile:
+                layer.compile(dynamic=False)            # in place; one compiled graph shared by same-class layers
+            elif getattr(layer, "_compiled_call_impl", None) is not None:
+                layer._compiled_call_impl = None        # back to the plain module call
         return self
+
+    def compilable_layers(self) -> list[torch.nn.Module]:
+        """The repeated layers ``torch.compile`` fuses (the ``compile`` lever): SigLIP encoder layers, Llama
+        decoder layers, DiT blocks. Compiled one by one (not the whole model): fixed shapes, no graph
+        breaks across the backbone's host-side checks, and one compiled graph serves every layer of a kind."""
+        eagle = self.model.backbone.model
+        groups = [getattr(getattr(eagle.vision_model.vision_model, "encoder", None), "layers", []),
+                  eagle.language_model.model.layers, self.model.action_head.model.transformer_blocks]
+        return [layer for group in groups for layer in group]
 
     def _graph_body(self, inputs: dict[str, torch.Tensor], num_steps: int, condition: str | None = None,
                     guidance: float | None = None, unpadded: bool = False) -> torch.Tensor:
@@ -161,7 +142,6 @@ class Gr00tPolicy:
             return self.model.sample_actions(batch, num_steps=num_steps, noise=inputs["noise"], graph_safe=True,
                                              condition=condition, guidance=guidance)
         model, head = self.model, self.model.action_head
-        dtype = model.backbone.linear.weight.dtype
         pixels = inputs.get("pixel_values")
         if pixels is None:                                                            # uint8 frames [N, H, W, 3]
             pixels = self._device_preprocessor().pixels(inputs["frames"])             # [N, 3, S, S]
@@ -170,14 +150,10 @@ class Gr00tPolicy:
         # with padding the graph-safe 4-D mask (no host reads)
         feats = model.backbone(inputs["input_ids"], None if drop else inputs["attention_mask"], pixels,
                                graph_safe=not drop)                                   # [B, L, D]
-        mask = None if drop and not head.conditioned else inputs["attention_mask"]    # guided CFG concatenates it
-        state = inputs["state"].to(feats.dtype)
-        if not self.fast.kv_cache:
-            return head.sample(feats, mask, state, inputs["embodiment_id"], num_steps=num_steps,
-                               noise=inputs["noise"], condition=condition, guidance=guidance)
-        with head.model.cached_context():
-            return head.sample(feats, mask, state, inputs["embodiment_id"], num_steps=num_steps,
-                               noise=inputs["noise"], condition=condition, guidance=guidance)
+        with head.model.inference_context(cache_kv=self.fast.kv_cache, unpadded=drop):
+            return head.sample(feats, inputs["attention_mask"], inputs["state"].to(feats.dtype),
+                               inputs["embodiment_id"], num_steps=num_steps, noise=inputs["noise"],
+                               condition=condition, guidance=guidance)
 
     @property
     def advantage_conditioned(self) -> bool:
@@ -226,44 +202,10 @@ class Gr00tPolicy:
         list); instead of ``pixel_values`` the newest uint8 frame of each view, uploaded as ``frames``
         [B*V, H, W, 3] (preprocessed on the device by ``sample_actions``, inside the CUDA graph when on);
         ``unpadded``: whether no prompt is padded (known here, on the host)."""
-        proc = self.processor
-        lang_key = next((k for k in LANGUAGE_KEYS if k in observation), None)
-        if lang_key is None:
-            raise KeyError(f"observation lacks an instruction ({' or '.join(LANGUAGE_KEYS)}); keys: "
-                           f"{sorted(observation)}")
-        language = observation[lang_key]
-        batched = not isinstance(language, str)
-        instructions = tuple(language) if batched else (language,)
-        b = len(instructions)
-        frames = []
-        for name in proc.modality.video:
-            key = f"video.{name}"
-            if key not in observation:
-                raise KeyError(f"observation lacks {key!r}; keys: {sorted(observation)}")
-            a = np.asarray(observation[key])
-            if a.dtype != np.uint8 or a.shape[-1] != 3 or a.ndim not in (3, 4, 5):
-                raise ValueError(f"observation[{key!r}]: expected uint8 RGB frames [..., H, W, 3], got {a.dtype} {a.shape}")
-            frames.append(a.reshape(b, -1, *a.shape[-3:])[:, -1])                    # [B, H, W, 3]
-        v = len(frames)
-        frames = frames[0] if v == 1 else np.stack(frames, axis=1).reshape(b * v, *frames[0].shape[1:])  # [B*V, H, W, 3]
-        tokens = self._tokens.get((instructions, v))
-        if tokens is None:
-            enc = proc.tokenize([proc.prompt(s, v) for s in instructions])
-            tokens = {"input_ids": enc["input_ids"].to(self.device),
-                      "attention_mask": enc["attention_mask"].to(self.device),
-                      "unpadded": bool(enc["attention_mask"].all())}
-            if len(self._tokens) > 64:
-                self._tokens.clear()
-            self._tokens[(instructions, v)] = tokens
-        head = self.config.action_head
-        state = proc.normalize_group(proc._group(observation, "state", b, batched), "state")   # [B, Ds]
-        state_t = torch.zeros(b, 1, head.max_state_dim)
-        state_t[:, 0, :state.shape[-1]] = torch.from_numpy(state).float()
-        return {"frames": self._device_preprocessor().upload(frames),                                   # uint8 [B*V, H, W, 3]
-                "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"],
-                "state": state_t.to(self.device, self.dtype),                                # [B, 1, max_state_dim]
-                "embodiment_id": torch.full((b,), proc.modality.embodiment_id, dtype=torch.long, device=self.device),
-                }, tokens["unpadded"]
+        batch, frames, unpadded = self._fast_inputs(observation)
+        batch = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+                 for k, v in batch.items()}
+        return batch | {"frames": self._device_preprocessor().upload(frames)}, unpadded          # frames uint8 [B*V, H, W, 3]
 
     @torch.no_grad()
     def sample_actions(self, batch: dict[str, torch.Tensor], num_steps: int | None = None,

@@ -3,6 +3,7 @@
     rm = RewardModel.from_policy(policy, RewardHeadConfig(kind="dit", horizon=4), tuning="lora")
     r = rm.score(clip)       # clip: frames [H, h, w, 3], states [H, dim], the task instruction
     rm.use_cuda_graphs()     # opt-in fast path of score() on a GPU (see cuda_graph.py)
+    rm.use_fast_path()       # + frames preprocessed on the GPU, cached DiT K/V, unmasked SDPA (FastPath)
 
 With ``RewardHeadConfig(action_horizon=K)`` the clip also carries ``"actions"``: the first K actions of
 a chunk in robot units, [K, A] (A = the modality's action width, e.g. 2 wheel commands), normalised
@@ -11,6 +12,12 @@ candidates of best-of-N against that one observation (the backbone runs once; ->
 
 The prompt is the task instruction only; the feedback given for the frames being scored never
 enters the model (it is the training target).
+
+Fast path (``use_fast_path``; the same levers as the policy's, see ``cuda_graph.FastPath``): ``prepare``
+leaves the frames as uint8 ``frames`` on the device (no host image work; prompts tokenised once per
+distinct instruction set) and ``features`` preprocesses them there, inside the CUDA graph when on; the DiT
+head's cross-attention K/V are projected once for all refinement steps; no masks without padding. The same
+``prepare`` -> ``predict`` calls serve one live frame and the large batches of ``eval reward``.
 
 Thread safety: a RewardModel is not thread-safe (a CUDA graph replays into shared static buffers);
 call it from one thread.
@@ -25,12 +32,15 @@ from torch import nn
 
 from .backbone import EagleBackbone
 from .configuration import ConfigError, ModelConfig
-from .cuda_graph import GraphedFunction, weights_guard
+from .cuda_graph import PLAIN, FastPath, GraphedFunction, weights_guard
+from .gpu_preprocess import DevicePreprocessor, FastInputs
 from .processor import LANGUAGE_KEYS, Gr00tProcessor
 from .reward_head import RewardHeadConfig, build_reward_head, reward_loss
 
 ACTIONS = "actions"   # the clip key of the chunk's first K actions (robot units)
 GRAPH_INPUTS = ("input_ids", "attention_mask", "pixel_values", "state", "embodiment_id")
+FRAMES = "frames"     # uint8 [B*H, h, w, 3] on the device: the fast path's stand-in for pixel_values
+UNPADDED = "unpadded"  # fast path: True when no prompt of the batch is padded (a host-side bool)
 
 TUNINGS = ("frozen", "lora", "full")
 # LoRA adapters go on the LLM's attention projections.
@@ -57,6 +67,9 @@ class RewardModel(nn.Module):
                                     self.backbone)
         self.set_trainable()
         self._graphed: GraphedFunction | None = None
+        self.fast = PLAIN
+        self._fast_inputs = FastInputs(processor)
+        self._device_pre: DevicePreprocessor | None = None
 
     def set_trainable(self) -> None:
         for name, p in self.backbone.named_parameters():
@@ -103,8 +116,13 @@ class RewardModel(nn.Module):
 
     # -- tensors -------------------------------------------------------------------------------
     def features(self, batch: dict, graph_safe: bool = False) -> torch.Tensor:
-        """-> VL tokens [B*H, L, D] (no graph through a frozen backbone)."""
-        args = (batch["input_ids"], batch["attention_mask"], batch["pixel_values"], graph_safe)
+        """-> VL tokens [B*H, L, D] (no graph through a frozen backbone). A fast-path batch (uint8 ``frames``
+        instead of ``pixel_values``) is preprocessed on the device; with ``unpadded`` its masks are dropped."""
+        pixels = batch.get("pixel_values")
+        if pixels is None:
+            pixels = self._device_preprocessor().pixels(batch[FRAMES])                   # [B*H, 3, S, S]
+        drop = bool(batch.get(UNPADDED, False)) and self.fast.unmasked_sdpa
+        args = (batch["input_ids"], None if drop else batch["attention_mask"], pixels, graph_safe and not drop)
         if self.tuning == "frozen":
             self.backbone.eval()
             with torch.no_grad():
@@ -125,7 +143,12 @@ class RewardModel(nn.Module):
             n = actions.shape[0]
             feats, mask = feats.expand(n, *feats.shape[1:]), mask.expand(n, *mask.shape[1:])  # [N, H, L, D], [N, H, L]
             state, embodiment = state.expand(n, *state.shape[1:]), embodiment.expand(n)
-        return self.head(feats, mask, state, embodiment, actions)
+        dit = getattr(self.head, "model", None)
+        if dit is None or not self.fast.any or self.training:
+            return self.head(feats, mask, state, embodiment, actions)
+        unpadded = bool(batch.get(UNPADDED, False)) and self.fast.unmasked_sdpa
+        with dit.inference_context(cache_kv=self.fast.kv_cache, unpadded=unpadded):
+            return self.head(feats, mask, state, embodiment, actions)
 
     def loss(self, batch: dict, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
         return reward_loss(self(batch), target.to(batch["state"].device), kind)
@@ -136,7 +159,9 @@ class RewardModel(nn.Module):
         (frames [B, H, h, w, 3], states [B, H, dim], B instructions) -> tensors with B*H frames.
         With ``action_horizon`` K > 0 the clip carries ``actions`` in robot units: [K, A] for one clip,
         [B, K, A] for a batch, or [N, K, A] candidates for one clip (-> ``actions`` [N, K, padded A]).
-        ``generator``: random crops (training augmentation) instead of the centre crop."""
+        ``generator``: random crops (training augmentation) instead of the centre crop. With the
+        ``gpu_preprocess`` lever (and no generator) the batch holds uint8 ``frames`` [B*H, h, w, 3] on the
+        device and the host bool ``unpadded`` instead of ``pixel_values``."""
         lang_key = next((k for k in LANGUAGE_KEYS if k in clip), None)
         if lang_key is None:
             raise KeyError(f"the clip lacks an instruction ({' or '.join(LANGUAGE_KEYS)}); keys: {sorted(clip)}")
@@ -155,14 +180,24 @@ class RewardModel(nn.Module):
             else:
                 a = a.reshape(lead, -1)
             flat[key] = a
-        batch = self.processor(flat, generator=generator)
+        device = next(self.parameters()).device
+        fast = self.fast.gpu_preprocess and generator is None
+        if fast:                                           # no host image work: uint8 frames go to the device
+            batch, frames, unpadded = self._fast_inputs(flat)
+        else:
+            batch = self.processor(flat, generator=generator)
+            unpadded = bool(batch["attention_mask"].all())                              # CPU: no sync
         batch["state"] = batch["state"].reshape(b, h, -1)                                # [B, H, max_state_dim]
         batch["embodiment_id"] = batch["embodiment_id"].reshape(b, h)[:, 0]             # [B]
         if actions is not None:
             batch[ACTIONS] = actions
-        device = next(self.parameters()).device
         dtype = next(self.head.parameters()).dtype
-        return {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)) for k, v in batch.items()}
+        out = {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)) for k, v in batch.items()}
+        if fast:
+            out[FRAMES] = self._device_preprocessor().upload(frames)                    # uint8 [B*H, h, w, 3]
+        if self.fast.unmasked_sdpa:
+            out[UNPADDED] = unpadded
+        return out
 
     def prepare_actions(self, value, batch: int | None) -> torch.Tensor | None:
         """``clip["actions"]`` in robot units -> normalised, zero-padded float [B, K, padded A] (None for K = 0).
@@ -196,24 +231,44 @@ class RewardModel(nn.Module):
         return out
 
     def use_cuda_graphs(self, enabled: bool = True, warmup: int = 2) -> "RewardModel":
-        """Opt in (or out) of the fast path: ``score`` / ``infer`` replay a CUDA graph of the backbone and the
-        head, captured on the first call of each batch shape and prompt length (``warmup`` eager calls first).
-        Same outputs as eager within floating-point rounding; on a CPU the eager code runs."""
-        self._graphed = GraphedFunction(self._graph_body, warmup=warmup) if enabled else None
+        """Opt in (or out) of the CUDA graphs alone: ``score`` / ``infer`` replay a CUDA graph of the backbone
+        and the head, captured on the first call of each batch shape and prompt length (``warmup`` eager
+        calls first). Same outputs as eager within floating-point rounding; on a CPU the eager code runs.
+        ``use_fast_path`` adds the other levers."""
+        return self.use_fast_path(FastPath.resolve(PLAIN, cuda_graphs=enabled), warmup=warmup)
+
+    def use_fast_path(self, fast: FastPath | bool = True, warmup: int = 2, **levers: bool) -> "RewardModel":
+        """Switch the inference speed levers (``cuda_graph.FastPath``): True = all (``compile`` is the policy's
+        only), False = the plain path; keyword levers override (``use_fast_path(gpu_preprocess=False)``)."""
+        fast = FastPath.resolve(fast, **levers)
+        if fast.compile:
+            raise ValueError("RewardModel fast path: compile is not supported (it is a policy lever)")
+        self.fast = fast
+        self._graphed = GraphedFunction(self._graph_body, warmup=warmup) if fast.cuda_graphs else None
+        self._fast_inputs = FastInputs(self.processor)
         return self
 
-    def _graph_body(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        return self(inputs, graph_safe=True)
+    def _device_preprocessor(self) -> DevicePreprocessor:
+        device, dtype = next(self.parameters()).device, self.backbone.linear.weight.dtype
+        if self._device_pre is None or self._device_pre.device != device or self._device_pre.dtype != dtype:
+            self._device_pre = DevicePreprocessor(self.processor, device, dtype)
+        return self._device_pre
+
+    def _graph_body(self, inputs: dict[str, torch.Tensor], unpadded: bool = False) -> list[torch.Tensor]:
+        return self(inputs | {UNPADDED: unpadded}, graph_safe=True)
 
     @torch.no_grad()
     def infer(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """``forward`` without gradients, through the CUDA graph when enabled (batch from ``prepare``;
         the graph path switches to eval mode: a graph cannot replay dropout)."""
         if self._graphed is None:
+            if self.fast.any:
+                self.eval()
             return self(batch)
         self.eval()
-        inputs = {k: batch[k] for k in GRAPH_INPUTS + ((ACTIONS,) if ACTIONS in batch else ())}
-        return self._graphed(inputs, guard=weights_guard(self))
+        keys = [k for k in (*GRAPH_INPUTS, FRAMES, ACTIONS) if k in batch]
+        options = {"unpadded": bool(batch[UNPADDED])} if UNPADDED in batch else {}
+        return self._graphed({k: batch[k] for k in keys}, guard=weights_guard(self), **options)
 
     @torch.no_grad()
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -19,8 +19,8 @@ def test_graph_safe_backbone_equals_eager_with_padding(tiny_policy, observation)
     assert not bool(batch["attention_mask"].all()), "the batch should be padded"
     eager, _ = tiny_policy.model.features(batch)
     safe, _ = tiny_policy.model.features(batch, graph_safe=True)
-    real = batch["attention_mask"].bool()                        # padded rows' features are not compared
-    torch.testing.assert_close(safe[real], eager[real], rtol=1e-5, atol=1e-5)
+    # every position, padding too: the official DiT (mask_context=False) cross-attends to padded tokens
+    torch.testing.assert_close(safe, eager, rtol=1e-5, atol=1e-5)
 
 
 def test_noise_argument_reproduces_the_seeded_draw(tiny_policy, observation):
@@ -156,7 +156,7 @@ def test_kv_cache_gives_identical_velocities_and_projects_once():
     plain = [dit(x, context, torch.tensor([k * 250] * 2), mask) for k, x in enumerate(xs)]
     projections = []
     hook = dit.transformer_blocks[0].attn1.to_k.register_forward_hook(lambda *a: projections.append(1))
-    with dit.cached_context():
+    with dit.inference_context():
         cached = [dit(x, context, torch.tensor([k * 250] * 2), mask) for k, x in enumerate(xs)]
         other = dit(xs[0], context.clone(), torch.tensor([0, 0]), mask)       # a new context is projected anew
     hook.remove()
@@ -200,6 +200,8 @@ def test_prepare_fast_equals_the_processor(observation):
 def test_fast_path_settings_are_validated():
     with pytest.raises(ValueError, match="FastPath.kv_cache = 'yes'"):
         FastPath(kv_cache="yes")
+    with pytest.raises(ValueError, match=r"fast path levers \['kv'\]: allowed"):
+        FastPath.resolve(True, kv=True)
     policy = Gr00tPolicy.from_config("tiny", seed=0)
     assert policy.use_fast_path(compile=False).fast == FastPath()
     assert policy.use_cuda_graphs().fast == FastPath(True, False, False, False, False)
@@ -217,3 +219,35 @@ def test_cuda_fast_path_equals_eager(observation, dtype):
     for (obs, s), want in zip(cases, eager):
         np.testing.assert_allclose(policy.get_action(obs, seed=s)["action.wheel_commands"], want, **tol)
     assert policy._graphed.num_graphs == 2                      # batch 1 (unpadded) and batch 3 (padded)
+
+
+@pytest.mark.parametrize("kind", ["dit", "mlp"])
+def test_reward_model_levers_equal_the_plain_path(tiny_policy, observation, kind):
+    extra = dict(num_layers=2, num_heads=2, head_dim=16, hidden_size=32, refine_steps=3) if kind == "dit" else {}
+    rm = RewardModel.from_policy(tiny_policy, RewardHeadConfig(kind=kind, horizon=2, **extra))
+    clips = [observation(horizon=2, seed=1), observation(batch=3, horizon=2, seed=2) | PADDED,
+             observation(batch=4, horizon=2, seed=3)]
+    plain = [rm.score(c) for c in clips]
+    for lever in (*LEVERS, "all"):
+        rm.use_fast_path(True if lever == "all" else FastPath.resolve(False, **{lever: True}))
+        for clip, want in zip(clips, plain):
+            np.testing.assert_allclose(rm.score(clip), want, rtol=0, atol=1e-6, err_msg=lever)
+    fast = rm.prepare(clips[2])
+    assert "pixel_values" not in fast and fast["frames"].dtype == torch.uint8 and fast["unpadded"] is True
+    assert rm.use_fast_path(False).prepare(clips[2]).keys() >= {"pixel_values"}
+    with pytest.raises(ValueError, match="compile is not supported"):
+        rm.use_fast_path(compile=True)
+
+
+@pytest.mark.parametrize("kind", ["dit", "mlp"])
+@needs_cuda
+def test_cuda_reward_fast_path_equals_eager(observation, kind):
+    policy = Gr00tPolicy.from_config("tiny", seed=0).to(device="cuda")
+    extra = dict(num_layers=2, num_heads=2, head_dim=16, hidden_size=32, refine_steps=3) if kind == "dit" else {}
+    rm = RewardModel.from_policy(policy, RewardHeadConfig(kind=kind, horizon=2, **extra))
+    clips = [observation(horizon=2, seed=s) for s in (0, 1)] + [observation(batch=3, horizon=2, seed=2) | PADDED]
+    eager = [rm.score(c) for c in clips]
+    rm.use_fast_path()
+    for clip, want in zip(clips, eager):
+        np.testing.assert_allclose(rm.score(clip), want, rtol=0, atol=1e-3)
+    assert rm._graphed.num_graphs == 2
