@@ -220,7 +220,7 @@ def test_parity_of_a_checkpoint_with_itself_is_exact(tiny_policy, tmp_path):
 
 
 def test_parity_reports_model_and_prompt_differences(tiny_policy, tmp_path):
-    from gr00t_rlhf_train.model.parity import run_parity
+    from gr00t_rlhf_train.model.parity import compare, run_parity
 
     ckpt = tiny_policy.save_pretrained(tmp_path / "ckpt")
     other = Gr00tPolicy.from_pretrained(ckpt)
@@ -228,10 +228,12 @@ def test_parity_reports_model_and_prompt_differences(tiny_policy, tmp_path):
         other.model.action_head.action_decoder.layer2.b.add_(0.01)        # a different action head
     report = run_parity(ckpt, _ours_as_official(other))
     assert report.features_max_diff == 0 and report.actions_max_diff == pytest.approx(0.01, rel=1e-3)
-    other.processor.modality.processor_format = LEGACY_FORMAT              # the other prompt format
-    report = run_parity(ckpt, _ours_as_official(other))
-    assert not report.prompt_ids_equal and "DIFFERENT" in report.lines()[0]
-    assert report.to_dict()["prompt_ids_equal"] is False
+    z = np.zeros((1, 2, 3))
+    ours = {"input_ids": np.array([[1, 2, 3]]), "pixel_values": z, "features_same": z, "actions_same": z, "actions": z}
+    theirs = {"input_ids": np.array([[1, 2]]), "pixel_values": z + 0.5, "features": z, "actions": z}
+    report = compare(ours, theirs)
+    assert not report.prompt_ids_equal and report.prompt_length == (3, 2) and report.pixel_max_diff == 0.5
+    assert "DIFFERENT" in report.lines()[0] and report.to_dict()["prompt_ids_equal"] is False
 
 
 def test_parity_worker_without_the_official_code_is_one_line(tiny_policy, tmp_path):
