@@ -69,9 +69,12 @@ def _tiny() -> PreTrainedTokenizerFast:
 
 def _with_eagle_tokens(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     vocab = tokenizer.get_vocab()
-    missing = [t for t in EAGLE_TOKENS if t not in vocab]
-    if missing == list(EAGLE_TOKENS):
+    if not any(t in vocab for t in EAGLE_TOKENS if t != "assistant"):
+        # a plain SmolLM2-style tokenizer: the 12 Eagle tokens at the next ids, in the official order, with
+        # "assistant" an added token at its Eagle id even though the BPE vocabulary has it (as Eagle2 does)
+        base = len(tokenizer)
         tokenizer.add_tokens(list(EAGLE_TOKENS), special_tokens=False)
+        tokenizer = pin_declared_ids(tokenizer, {t: base + k for k, t in enumerate(EAGLE_TOKENS)})
     elif IMAGE_CONTEXT not in vocab or IMAGE_START not in vocab or IMAGE_END not in vocab:
         tokenizer.add_tokens([t for t in (IMAGE_START, IMAGE_END, IMAGE_CONTEXT) if t not in vocab])
     if not getattr(tokenizer, "chat_template", None):

@@ -112,3 +112,14 @@ def test_model_parity_errors_are_one_line(capsys, tmp_path):
     assert "gr00t/model/gr00t_n1.py" in capsys.readouterr().err
     assert main(["model", "parity", "--checkpoint", str(tmp_path / "absent"), "--official-src", str(tmp_path)]) == 1
     assert "--checkpoint" in capsys.readouterr().err
+
+
+def test_a_plain_smollm2_style_tokenizer_gets_the_eagle_ids(tmp_path):
+    n = _eagle_like_directory(tmp_path / "plain")
+    config = tmp_path / "plain" / "tokenizer_config.json"
+    spec = json.loads(config.read_text())
+    spec["added_tokens_decoder"] = {k: v for k, v in spec["added_tokens_decoder"].items() if int(k) < 3}
+    config.write_text(json.dumps(spec))                          # SmolLM2 alone: no Eagle tokens declared
+    tok = load_tokenizer(tmp_path / "plain")
+    assert [tok.convert_tokens_to_ids(t) for t in EAGLE_TOKENS] == list(range(n, n + 12))
+    assert tok("<|im_start|>assistant\n")["input_ids"][:2] == [1, n + EAGLE_TOKENS.index("assistant")]
