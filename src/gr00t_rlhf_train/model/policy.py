@@ -191,7 +191,8 @@ class Gr00tPolicy:
         return out
 
     def _device_preprocessor(self) -> DevicePreprocessor:
-        if self._device_pre is None or self._device_pre.device != self.device or self._device_pre.dtype != self.dtype:
+        pre = self._device_pre
+        if pre is None or pre.processor is not self.processor or pre.device != self.device or pre.dtype != self.dtype:
             self._device_pre = DevicePreprocessor(self.processor, self.device, self.dtype)
         return self._device_pre
 
@@ -202,6 +203,8 @@ class Gr00tPolicy:
         list); instead of ``pixel_values`` the newest uint8 frame of each view, uploaded as ``frames``
         [B*V, H, W, 3] (preprocessed on the device by ``sample_actions``, inside the CUDA graph when on);
         ``unpadded``: whether no prompt is padded (known here, on the host)."""
+        if self._fast_inputs.processor is not self.processor:               # the processor was replaced
+            self._fast_inputs = FastInputs(self.processor)
         batch, frames, unpadded = self._fast_inputs(observation)
         batch = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
                  for k, v in batch.items()}

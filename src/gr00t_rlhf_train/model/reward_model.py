@@ -183,6 +183,8 @@ class RewardModel(nn.Module):
         device = next(self.parameters()).device
         fast = self.fast.gpu_preprocess and generator is None
         if fast:                                           # no host image work: uint8 frames go to the device
+            if self._fast_inputs.processor is not self.processor:           # the processor was replaced
+                self._fast_inputs = FastInputs(self.processor)
             batch, frames, unpadded = self._fast_inputs(flat)
         else:
             batch = self.processor(flat, generator=generator)
@@ -250,7 +252,8 @@ class RewardModel(nn.Module):
 
     def _device_preprocessor(self) -> DevicePreprocessor:
         device, dtype = next(self.parameters()).device, self.backbone.linear.weight.dtype
-        if self._device_pre is None or self._device_pre.device != device or self._device_pre.dtype != dtype:
+        pre = self._device_pre
+        if pre is None or pre.processor is not self.processor or pre.device != device or pre.dtype != dtype:
             self._device_pre = DevicePreprocessor(self.processor, device, dtype)
         return self._device_pre
 
