@@ -12,9 +12,10 @@ and the tokenizer all come from the checkpoint, so nothing has to be configured 
 Speed levers (``FastPath``, each switchable; docs/performance.md has the measurements): one CUDA graph of
 the backbone and every denoising step (``cuda_graphs``); frames preprocessed on the model's device from
 uint8 (``gpu_preprocess``, gpu_preprocess.py); the VL keys/values of each DiT cross-attention block
-projected once per chunk, not once per step (``kv_cache``, ``DiT.cached_context``); no attention masks
+projected once per chunk, not once per step (``kv_cache``, ``DiT.inference_context``); no attention masks
 where the batch has no padding, known on the host before the call, so SDPA can pick its flash kernels
-(``unmasked_sdpa``); ``torch.compile`` of the DiT blocks (``compile``, off by default). The plain path
+(``unmasked_sdpa``); ``torch.compile`` of the SigLIP, Llama and DiT layers (``compile``, off by default;
+while on, every call of those layers, training included, runs compiled). The plain path
 (``use_fast_path(False)``) is kept for comparison; the fast one equals it within float rounding.
 """
 from __future__ import annotations
