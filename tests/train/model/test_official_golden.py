@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from gr00t_rlhf_train.model.configuration import ConfigError
 from gr00t_rlhf_train.model.policy import Gr00tPolicy
 from gr00t_rlhf_train.model.processor import (LEGACY_FORMAT, OFFICIAL_FORMAT, ModalityConfig, official_crop_box,
                                               preprocess_images)
-from gr00t_rlhf_train.model.configuration import ConfigError
 
 INSTRUCTION = "Find Blue cube"
 # the official prompt of one camera (tiny preset: 4 image tokens instead of 64)
