@@ -36,7 +36,7 @@ class FastPath:
     cross to the device as uint8 and are preprocessed there (gpu_preprocess.py). ``kv_cache``: the DiT's
     cross-attention keys/values are projected once per chunk (``DiT.inference_context``). ``unmasked_sdpa``:
     no attention masks when the host knows the batch has no padding (flash kernels). ``compile``:
-    ``torch.compile`` of the policy's DiT blocks (optional; measure before use)."""
+    ``torch.compile`` of the SigLIP, Llama and DiT layers (``set_compiled``; optional, measure before use)."""
 
     cuda_graphs: bool = True
     gpu_preprocess: bool = True
@@ -69,6 +69,26 @@ class FastPath:
 
 
 PLAIN = FastPath(False, False, False, False, False)
+
+
+def backbone_layers(backbone: torch.nn.Module) -> list[torch.nn.Module]:
+    """The repeated layers of an ``EagleBackbone``: SigLIP encoder layers, then the Llama decoder layers."""
+    eagle = backbone.model
+    vision = getattr(getattr(eagle.vision_model.vision_model, "encoder", None), "layers", [])
+    return [*vision, *eagle.language_model.model.layers]
+
+
+def set_compiled(layers: list[torch.nn.Module], enabled: bool) -> None:
+    """``torch.compile`` each layer in place (the ``compile`` lever), or return it to the plain module call.
+
+    Layer by layer, not the whole model: fixed shapes, no graph breaks across the backbone's host-side
+    checks, and (dynamo inlines module parameters as inputs) one compiled graph serves every layer of a
+    class. While on, every call of those layers runs compiled, training included."""
+    for layer in layers:
+        if enabled:
+            layer.compile(dynamic=False)
+        elif getattr(layer, "_compiled_call_impl", None) is not None:
+            layer._compiled_call_impl = None
 
 
 def capturing() -> bool:

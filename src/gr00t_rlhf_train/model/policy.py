@@ -27,7 +27,7 @@ import torch
 
 from .checkpoint import read_official, read_policy, save_checkpoint
 from .configuration import ModelConfig, preset
-from .cuda_graph import PLAIN, FastPath, GraphedFunction, weights_guard
+from .cuda_graph import PLAIN, FastPath, GraphedFunction, backbone_layers, set_compiled, weights_guard
 from .gpu_preprocess import DevicePreprocessor, FastInputs
 from .gr00t_n1 import Gr00tN1
 from .processor import LANGUAGE_KEYS, Gr00tProcessor, ModalityConfig
@@ -118,21 +118,12 @@ class Gr00tPolicy:
         warmup = max(warmup, 3) if fast.compile else warmup     # compiled layers settle before a capture
         self._graphed = GraphedFunction(self._graph_body, warmup=warmup) if fast.cuda_graphs else None
         self._fast_inputs = FastInputs(self.processor)
-        for layer in self.compilable_layers():
-            if fast.compile:
-                layer.compile(dynamic=False)            # in place; one compiled graph shared by same-class layers
-            elif getattr(layer, "_compiled_call_impl", None) is not None:
-                layer._compiled_call_impl = None        # back to the plain module call
+        set_compiled(self.compilable_layers(), fast.compile)
         return self
 
     def compilable_layers(self) -> list[torch.nn.Module]:
-        """The repeated layers ``torch.compile`` fuses (the ``compile`` lever): SigLIP encoder layers, Llama
-        decoder layers, DiT blocks. Compiled one by one (not the whole model): fixed shapes, no graph
-        breaks across the backbone's host-side checks, and one compiled graph serves every layer of a kind."""
-        eagle = self.model.backbone.model
-        groups = [getattr(getattr(eagle.vision_model.vision_model, "encoder", None), "layers", []),
-                  eagle.language_model.model.layers, self.model.action_head.model.transformer_blocks]
-        return [layer for group in groups for layer in group]
+        """The layers the ``compile`` lever compiles: SigLIP encoder, Llama decoder and DiT blocks."""
+        return [*backbone_layers(self.model.backbone), *self.model.action_head.model.transformer_blocks]
 
     def _graph_body(self, inputs: dict[str, torch.Tensor], num_steps: int, condition: str | None = None,
                     guidance: float | None = None, unpadded: bool = False) -> torch.Tensor:

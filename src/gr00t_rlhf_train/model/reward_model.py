@@ -32,7 +32,7 @@ from torch import nn
 
 from .backbone import EagleBackbone
 from .configuration import ConfigError, ModelConfig
-from .cuda_graph import PLAIN, FastPath, GraphedFunction, weights_guard
+from .cuda_graph import PLAIN, FastPath, GraphedFunction, backbone_layers, set_compiled, weights_guard
 from .gpu_preprocess import DevicePreprocessor, FastInputs
 from .processor import LANGUAGE_KEYS, Gr00tProcessor
 from .reward_head import RewardHeadConfig, build_reward_head, reward_loss
@@ -240,14 +240,15 @@ class RewardModel(nn.Module):
         return self.use_fast_path(FastPath.resolve(PLAIN, cuda_graphs=enabled), warmup=warmup)
 
     def use_fast_path(self, fast: FastPath | bool = True, warmup: int = 2, **levers: bool) -> "RewardModel":
-        """Switch the inference speed levers (``cuda_graph.FastPath``): True = all (``compile`` is the policy's
-        only), False = the plain path; keyword levers override (``use_fast_path(gpu_preprocess=False)``)."""
-        fast = FastPath.resolve(fast, **levers)
-        if fast.compile:
-            raise ValueError("RewardModel fast path: compile is not supported (it is a policy lever)")
-        self.fast = fast
+        """Switch the inference speed levers (``cuda_graph.FastPath``): True = all but compile, False = the plain
+        path; keyword levers override (``use_fast_path(compile=True)``, ``use_fast_path(gpu_preprocess=False)``)."""
+        fast = self.fast = FastPath.resolve(fast, **levers)
+        warmup = max(warmup, 3) if fast.compile else warmup     # compiled layers settle before a capture
         self._graphed = GraphedFunction(self._graph_body, warmup=warmup) if fast.cuda_graphs else None
         self._fast_inputs = FastInputs(self.processor)
+        dit = getattr(self.head, "model", None)
+        set_compiled([*backbone_layers(self.backbone), *(dit.transformer_blocks if dit is not None else [])],
+                     fast.compile)
         return self
 
     def _device_preprocessor(self) -> DevicePreprocessor:
