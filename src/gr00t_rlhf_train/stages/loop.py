@@ -272,6 +272,56 @@ def main_process_first(cfg: TrainConfig):
     return PartialState(cpu=use_cpu(cfg)).main_process_first()
 
 
+# -- host preparation ahead of the GPU -------------------------------------------------------------
+class Prefetched:
+    """Iterate ``prepare_fn(batch)`` over ``batches`` in a background thread, ``depth`` batches ahead: host work
+    that needs the model (``RewardModel.prepare``: crops, resize, tokenizer; torch and the tokenizer release
+    the GIL) overlaps the GPU's work on the previous step. ``lock`` is held while a batch is prepared, so
+    an evaluation holding it never runs the processor concurrently with the thread. Errors re-raise here."""
+
+    _END = object()
+
+    def __init__(self, batches: Iterable, prepare_fn: Callable, lock, depth: int = 2):
+        import queue
+        import threading
+
+        self.queue: "queue.Queue" = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(iter(batches), prepare_fn, lock), daemon=True,
+                                       name="prepare-batches")
+        self.thread.start()
+
+    def _run(self, batches, prepare_fn, lock) -> None:
+        import queue
+
+        try:
+            for batch in batches:
+                with lock:
+                    item = prepare_fn(batch)
+                while not self.stop.is_set():
+                    try:
+                        self.queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    return
+        except BaseException as e:                          # noqa: BLE001 - handed to the consumer
+            self.queue.put((Prefetched._END, e))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self.queue.get()
+        if isinstance(item, tuple) and len(item) == 2 and item[0] is Prefetched._END:
+            raise item[1]
+        return item
+
+    def close(self) -> None:
+        self.stop.set()
+
+
 # -- logging ----------------------------------------------------------------------------------
 class MetricsLog:
     """metrics.jsonl (always) + TensorBoard (when the ``tensorboard`` package is importable)."""
@@ -433,8 +483,12 @@ def _config_changes(directory: Path, cfg: TrainConfig) -> list[str]:
 
 def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
           evaluate: Callable | None = None, save: Callable | None = None, collate_fn: Callable | None = None,
-          trainable_parameters=None) -> TrainResult:
-    """Train ``model`` for ``cfg.steps`` updates (see the module docstring); -> TrainResult."""
+          trainable_parameters=None, prepare_fn: Callable | None = None) -> TrainResult:
+    """Train ``model`` for ``cfg.steps`` updates (see the module docstring); -> TrainResult.
+
+    ``prepare_fn(batch) -> batch``: host preparation that needs the model (it cannot run in DataLoader
+    workers), run in a background thread ahead of the step (``Prefetched``); ``loss_fn`` gets its result."""
+    import threading
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, send_to_device
     from tqdm.auto import tqdm
@@ -515,7 +569,7 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
         if main:
             model.eval()
             try:
-                with torch.no_grad(), acc.autocast():       # the training precision
+                with prep_lock, torch.no_grad(), acc.autocast():       # the training precision
                     payload = [{k: float(v) for k, v in evaluate(model).items()}]
             except Exception as e:                          # noqa: BLE001 - re-raised on every process below
                 payload = [f"{type(e).__name__}: {e}"]
@@ -543,6 +597,9 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
     pin = acc.device.type == "cuda"
     batches = micro_batches(train_dataset, cfg, step * cfg.grad_accum, acc.process_index, acc.num_processes,
                             collate_fn, pin_memory=pin)
+    prep_lock = threading.Lock()
+    if prepare_fn is not None:
+        batches = Prefetched(batches, prepare_fn, prep_lock)
     meter = Throughput(acc.device)
     bar = tqdm(total=cfg.steps, initial=step, disable=not main, desc="train", dynamic_ncols=True)
     window: list[float] = []
@@ -603,6 +660,8 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
             print(f"interrupted: saved {out / 'last'} at step {step}; run again to continue", file=sys.stderr)
         raise
     finally:
+        if isinstance(batches, Prefetched):
+            batches.close()
         bar.close()
         log.close()
     elapsed = time.time() - t0

@@ -331,24 +331,51 @@ def build_model(cfg: RewardConfig, cache: FrameCache, stats: dict, head_cfg):
 
 
 # -- training ----------------------------------------------------------------------------------
-def make_loss_fn(cfg: RewardConfig, loss: RewardLoss, balance, low: float, store: FrameFeatures | None = None):
-    """-> loss_fn(model, batch) of the loop: the head's outputs on the batch (recomputing the backbone, or from
-    ``store`` for a CachedClips batch), action negatives, class weights, the loss. Its random draws (negatives,
-    crops, pairs) come from a generator seeded by the batch's samples."""
-    seed = int(cfg.train.get("seed", 0))
+PREPARED = "prepared"   # a batch after make_steps' prepare_fn: the model's tensors, targets, the batch's generator
 
-    def loss_fn(model, batch):
+
+def make_steps(cfg: RewardConfig, loss: RewardLoss, balance, low: float, store: FrameFeatures | None = None):
+    """-> (prepare_fn, loss_fn) for the loop. ``prepare_fn(batch)`` does the host work (action negatives, and
+    ``RewardModel.prepare``: crops, resize, tokenizer, normalisation) in the loop's background thread;
+    ``loss_fn(model, prepared)`` runs the model (or, with ``store``, the head on cached features) and the loss.
+    All random draws (negatives, crops, Bradley-Terry pairs) come from ONE generator seeded by the batch's
+    samples, in that order, so the split changes no number."""
+    seed = int(cfg.train.get("seed", 0))
+    model_ref: list = []
+
+    def prepare_fn(batch):
         g = torch.Generator().manual_seed(batch_seed(batch, seed))
         inputs, target = model_inputs(batch), batch["target"]
         if cfg.action_negatives:
             inputs, target = action_negatives(inputs, target, cfg.action_negatives, low, g)
+        out = {"target": torch.as_tensor(np.asarray(target, np.float64), dtype=torch.float32),
+               "episode": torch.as_tensor(np.asarray(batch["episode"])), "generator": g}
         if store is None:
-            outputs = model(model.prepare(inputs, generator=g if cfg.augment else None))
+            out[PREPARED] = model_ref[0].prepare(inputs, generator=g if cfg.augment else None)
         else:
-            outputs = store.forward(model, batch, inputs.get("actions"))              # centre crops (cached)
-        target = torch.as_tensor(target, dtype=torch.float32, device=outputs[-1].device)
+            out[PREPARED] = {"frames": batch["frames"], "actions": inputs.get("actions")}
+        return out
+
+    def loss_fn(model, prepared):
+        x = prepared[PREPARED]
+        outputs = model(x) if store is None else store.forward(model, x, x["actions"])   # cached: centre crops
+        target = prepared["target"].to(outputs[-1].device)
         weight = balance(target) if balance is not None else None
-        return loss(outputs, target, torch.as_tensor(batch["episode"]), weight, g)
+        return loss(outputs, target, prepared["episode"].cpu(), weight, prepared["generator"])
+
+    def bind(model):
+        model_ref[:] = [model]
+        return prepare_fn
+
+    return bind, loss_fn
+
+
+def make_loss_fn(cfg: RewardConfig, loss: RewardLoss, balance, low: float, store: FrameFeatures | None = None):
+    """-> loss_fn(model, batch) on a raw batch: ``make_steps``' prepare and loss in one call."""
+    bind, step_loss = make_steps(cfg, loss, balance, low, store)
+
+    def loss_fn(model, batch):
+        return step_loss(model, bind(model)(batch))
 
     return loss_fn
 
@@ -478,7 +505,7 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
                                                                        CachedClips(val_clips, store))
     if cfg.class_balance == "sampler":
         dataset = Balanced(dataset, balanced_indices(targets.tolist(), len(targets), seed=cfg.split_seed))
-    loss_fn = make_loss_fn(cfg, loss, balance, reward_range[0], store)
+    bind, loss_fn = make_steps(cfg, loss, balance, reward_range[0], store)
     evaluate = evaluator(val_set, loss, threshold, tc.batch_size, cfg.val_max_samples,
                          forward=None if store is None else store.forward)
     splits = {"train": train_eps, "val": val_eps, "test": test_eps}
@@ -492,7 +519,8 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
     def save(model, path):
         model.save_pretrained(path, feedback_vocabulary=vocabulary, extra=extra)
 
-    result = train(model, loss_fn, dataset, tc, evaluate=evaluate, save=save, collate_fn=collate)
+    result = train(model, loss_fn, dataset, tc, evaluate=evaluate, save=save, collate_fn=collate,
+                   prepare_fn=bind(model))
     return RewardResult(train=result, splits=splits, samples={"train": len(dataset), "val": len(val_clips)},
                         best_metric=best_metric, target_kind="binary" if binary else "score", threshold=threshold,
                         cache=str(cache.path))

@@ -196,3 +196,30 @@ def test_workers_start_once_across_epochs(tmp_path):
     c = cfg(tmp_path, steps=9, warmup_steps=1)
     want = [ds[i]["x"] for e in range(3) for b in epoch_batches(24, c, e, 0, 1) for i in b]
     assert torch.equal(torch.cat(seen), torch.stack(want))
+
+
+def test_prepare_fn_runs_ahead_in_a_thread_with_the_same_result(tmp_path):
+    """Host preparation in the background thread == the same work inside loss_fn; its errors reach the caller."""
+    import threading
+
+    threads = set()
+
+    def prepare(batch):
+        threads.add(threading.current_thread().name)
+        return {"x": batch["x"] * 2, "y": batch["y"]}
+
+    def doubled(model, batch):
+        return mse(model, {"x": batch["x"] * 2, "y": batch["y"]})
+
+    a, b = Net(), Net()
+    train(a, doubled, Pairs(), cfg(tmp_path / "a", steps=8, warmup_steps=1))
+    train(b, mse, Pairs(), cfg(tmp_path / "b", steps=8, warmup_steps=1), prepare_fn=prepare)
+    assert threads == {"prepare-batches"}
+    for x, y in zip(a.parameters(), b.parameters()):
+        assert torch.equal(x, y)
+
+    def broken(batch):
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        train(Net(), mse, Pairs(), cfg(tmp_path / "c", steps=4, warmup_steps=1), prepare_fn=broken)
