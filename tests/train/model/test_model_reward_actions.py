@@ -43,6 +43,9 @@ def test_shapes_batches_and_candidates(tiny_policy, observation, kind):
     np.testing.assert_allclose(scores, one_by_one, rtol=0, atol=1e-5)
     # the graph entry point (eager on a CPU) takes the actions as an input too
     np.testing.assert_allclose(rm.use_cuda_graphs().score(clip | {"actions": candidates}), scores, rtol=0, atol=1e-6)
+    # and so does the whole fast path (uint8 frames preprocessed on the device, cached K/V, no masks)
+    np.testing.assert_allclose(rm.use_fast_path().score(clip | {"actions": candidates}), scores, rtol=0, atol=1e-6)
+    rm.use_fast_path(False)
 
 
 def test_actions_are_normalised_with_the_checkpoint_statistics(tiny_policy, observation):
