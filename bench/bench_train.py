@@ -102,6 +102,8 @@ def write_synthetic_cache(out: Path, episodes: int, frames: int, size: int, fps:
 # -- runs ---------------------------------------------------------------------------------------------
 def steady(out_dir: Path, warmup: int) -> dict:
     """Means of the loop's throughput records after the warm-up steps (each record covers --log-every steps)."""
+    if not is_main_process():
+        return {}                                      # only the main process writes (and may delete) the log
     recs = [json.loads(x) for x in (out_dir / "metrics.jsonl").read_text().splitlines() if "train/steps_per_s" in x]
     recs = [r for r in recs if r["step"] > warmup] or recs[-1:]
     if not recs:
@@ -133,13 +135,35 @@ def cleanup(out: Path) -> None:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def base_checkpoint(args, cache: Path, work: Path) -> str | None:
+    """The starting weights of every run: ``--checkpoint``, or for the 2B preset its random weights built ONCE and
+    saved (building 2.2 B parameters on the CPU takes about a minute; loading them back, seconds)."""
+    if args.checkpoint or args.preset in ("tiny", "small"):
+        return args.checkpoint
+    from gr00t_rlhf_train.data.cache import FrameCache
+    from gr00t_rlhf_train.model.checkpoint import CONFIG_NAME
+    from gr00t_rlhf_train.model.policy import Gr00tPolicy
+    from gr00t_rlhf_train.stages.sft import modality_for, train_stats
+
+    path = work / f"base-{args.preset}"
+    with main_process_first(TrainConfig(out_dir=str(work), cpu=args.device == "cpu")):
+        if is_main_process() and not (path / CONFIG_NAME).is_file():
+            t0 = time.time()
+            fc = FrameCache(cache)
+            modality = modality_for([fc])
+            stats = train_stats([fc], [fc.episodes], modality, "frames")
+            Gr00tPolicy.from_config(args.preset, modality=modality, stats=stats, seed=0).save_pretrained(path)
+            print(f"bench: {args.preset} random weights saved to {path} ({time.time() - t0:.0f} s)", file=sys.stderr)
+    return str(path)
+
+
 def run_sft(args, cache: Path, work: Path, name: str, workers: int, full: bool) -> dict:
     from gr00t_rlhf_train.stages.sft import SFTConfig, run_sft as sft
 
     out = fresh(work, name, args.device == "cpu")
     tc = TrainConfig(out_dir=str(out), resume=False, **train_config(args, out, workers))
-    cfg = SFTConfig(data=[str(cache)], train=tc, preset=args.preset, holdout=[], val_fraction=0.0,
-                    tune_visual=full, tune_llm=full)
+    cfg = SFTConfig(data=[str(cache)], train=tc, preset=None if args.base else args.preset,
+                    checkpoint=args.base, holdout=[], val_fraction=0.0, tune_visual=full, tune_llm=full)
     t0 = time.time()
     summary = sft(cfg, progress=False)
     row = {"run": name, "stage": "sft", "workers": workers, "tuning": "full" if full else "projector+DiT",
@@ -154,7 +178,8 @@ def run_reward(args, cache: Path, work: Path, name: str, tuning: str, cached: bo
     out = fresh(work, name, args.device == "cpu")
     train = train_config(args, out, 0 if cached else args.reward_workers) | {"resume": False}
     cfg = RewardConfig(data=str(cache), out_dir=str(out), val_fraction=0.2, horizon=args.horizon, head=args.head,
-                       tuning=tuning, preset=args.preset, cache_features=cached, val_max_samples=args.batch_size,
+                       tuning=tuning, preset=args.preset, init=args.base, cache_features=cached,
+                       val_max_samples=args.batch_size,
                        train=train)
     t0 = time.time()
     result = train_reward(cfg)
@@ -170,6 +195,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--preset", default="gr00t-n1-2b")
     p.add_argument("--data", help="a frame cache (default: a synthetic one in a tmp dir)")
+    p.add_argument("--checkpoint", help="start every run from this policy checkpoint (ours or official; default: "
+                   "the preset's random weights, saved once under --work for the 2B preset)")
     p.add_argument("--episodes", type=int, default=24)
     p.add_argument("--frames", type=int, default=100, help="pictures per synthetic episode")
     p.add_argument("--steps", type=int, default=30, help="measured updates per run (after --warmup)")
@@ -199,6 +226,7 @@ def main(argv=None) -> int:
     with main_process_first(probe):
         cache = Path(args.data) if args.data else write_synthetic_cache(work / f"cache{size}", args.episodes,
                                                                        args.frames, max(size, 96))
+    args.base = base_checkpoint(args, cache, work)
     info = {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor() or "cpu",
             "processes": world_size(), "preset": args.preset, "batch_size_per_process": args.batch_size,
             "torch": torch.__version__, "cache": str(cache), "steps": args.steps, "warmup": args.warmup}
