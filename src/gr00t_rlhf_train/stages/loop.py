@@ -506,7 +506,7 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
     # every process would train alone into the same out_dir
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                       cpu=use_cpu(cfg), kwargs_handlers=[DistributedDataParallelKwargs(
-                          find_unused_parameters=cfg.find_unused_parameters)])
+                          find_unused_parameters=cfg.find_unused_parameters, gradient_as_bucket_view=True)])
     if acc.distributed_type.name in ("FSDP", "DEEPSPEED"):
         raise TrainConfigError(f"accelerate {acc.distributed_type.name}: not supported by the training loop yet (its "
                                "checkpoints and resumable state need gathered full state dicts); full fine-tuning of "
