@@ -66,3 +66,39 @@ def test_unicycle_to_differential_drive():
 def test_bad_config_is_named():
     with pytest.raises(ValueError, match="ExpertConfig.cruise_speed"):
         ExpertConfig(cruise_speed=1.0)  # 5 rad/s * 0.07 m = 0.35 m/s at most
+
+
+def test_searching_expert_turns_left_until_the_goal_is_in_view():
+    """search_half_angle: with the goal behind, turn in place to the left (what a camera-only policy can imitate);
+    once seen, drive to it as usual, and reach it."""
+    from gr00t_rlhf_ros.sim.arena import make_layout
+
+    def off_right(seed):   # goal well out of view, and the short way to it is a right turn
+        lay = make_layout(seed)
+        x, y, yaw = lay.robot_start
+        gx, gy = lay.object("blue_cube").position
+        err = (math.atan2(gy - y, gx - x) - yaw + math.pi) % (2 * math.pi) - math.pi
+        return -2.8 < err < -1.2
+    seed = next(s for s in range(200) if off_right(s))
+    robot = SimRobot(seed=seed, task="Find Blue cube")
+    expert = ScriptedExpert(robot.layout, ExpertConfig(search_half_angle=0.6))
+    left, right = expert.act(robot.ground_truth())
+    assert left == pytest.approx(-right) and right > 0        # in place, to the left
+    plain = ScriptedExpert(robot.layout, ExpertConfig())
+    pl, pr = plain.act(robot.ground_truth())
+    assert pr < pl                                            # the plain expert turns the short way (right)
+    gt = robot.ground_truth()
+    for _ in range(int(60 / 0.05)):
+        if gt["success"]:
+            break
+        robot.set_command(*expert.act(gt))
+        robot.step_to(robot.time + 0.05)
+        gt = robot.ground_truth()
+    assert gt["success"]
+
+
+def test_search_config_is_checked():
+    with pytest.raises(ValueError, match=r"ExpertConfig.search_half_angle: -0.1 must be a positive number \(or 0: off\)"):
+        ExpertConfig(search_half_angle=-0.1)
+    with pytest.raises(ValueError, match="ExpertConfig.search_half_angle: 4 must be < pi rad"):
+        ExpertConfig(search_half_angle=4)

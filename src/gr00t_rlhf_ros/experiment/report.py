@@ -200,10 +200,14 @@ def command_line(cfg: dict) -> str:
     flags = {"seeds": "--seeds", "demos": "--demos", "noisy_demos": "--noisy-demos", "rounds": "--rounds",
              "eval_episodes": "--eval-episodes", "flips": "--flips", "device": "--device", "preset": "--preset",
              "feedback_episodes": "--feedback-episodes", "round_episodes": "--round-episodes",
-             "max_seconds": "--max-seconds"}
+             "max_seconds": "--max-seconds", "dart_demos": "--dart-demos", "expert_search": "--expert-search",
+             "rm_test_episodes": "--rm-test-episodes", "best_of_n": "--best-of-n",
+             "action_horizon": "--action-horizon", "sft_steps": "--sft-steps", "sft_lr": "--sft-lr",
+             "rm_steps": "--rm-steps", "rm_lr": "--rm-lr", "rl_steps": "--rl-steps", "rl_lr": "--rl-lr",
+             "batch_size": "--batch-size", "cache_size": "--cache-size", "jobs": "--jobs"}
     for k, flag in flags.items():
         norm = lambda x: list(x) if isinstance(x, (list, tuple)) else x  # noqa: E731
-        v = cfg[k]
+        v = cfg.get(k, base[k])   # results of older runs lack the newer fields
         if norm(v) != norm(base[k]):
             parts.append(f"{flag} {','.join(str(x) for x in v) if isinstance(v, (list, tuple)) else v}")
     return " ".join(parts)

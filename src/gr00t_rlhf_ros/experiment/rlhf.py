@@ -146,11 +146,12 @@ class ExperimentConfig:
                           round_episodes=8, eval_episodes=12, max_seconds=20.0, sft_steps=500, rm_steps=150,
                           rl_steps=80,
                           batch_size=32, batch_envs=6),
-            "full": dict(seeds=(0, 1, 2), demos=40, noisy_demos=10, feedback_episodes=60, rm_test_episodes=20,
-                         rounds=3, round_episodes=40, eval_episodes=50, max_seconds=30.0, sft_steps=3000,
-                         sft_lr=1e-4, rm_steps=1500, rm_lr=1e-4, rl_steps=800, rl_lr=3e-5, batch_size=32,
-                         batch_envs=16, preset="gr00t-n1-2b", device="cuda", camera_size=(240, 320),
-                         cache_size=224),
+            # what docs/experiments/rlhf_sim.md ran: the small preset from scratch (the 2B preset would start from
+            # random weights here too, no checkpoint travels with the experiment), 3 seeds in parallel processes
+            "full": dict(seeds=(0, 1, 2), demos=100, noisy_demos=0, feedback_episodes=40, rm_test_episodes=16,
+                         rounds=2, round_episodes=24, eval_episodes=50, max_seconds=30.0, sft_steps=3000,
+                         sft_lr=1e-3, rm_steps=600, rm_lr=1e-3, rl_steps=400, rl_lr=3e-4, batch_size=64,
+                         batch_envs=6, preset="small", device="cuda", cache_size=96, jobs=5),
         }[size]
         return cls(out=str(out), size=size, **(base | {k: v for k, v in overrides.items() if v is not None}))
 

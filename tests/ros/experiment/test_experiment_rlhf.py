@@ -95,7 +95,15 @@ def test_config_validates_on_construction():
     small = ExperimentConfig.for_size("o", "small")
     full = ExperimentConfig.for_size("o", "full")
     assert full.eval_episodes == 50 and len(full.seeds) >= 3 and full.best_of_n == 8 and full.flips == (0.0, 0.1, 0.25)
-    assert full.preset == "gr00t-n1-2b" and full.device == "cuda" and small.device == "cpu"
+    assert full.preset == "small" and full.device == "cuda" and small.device == "cpu" and full.jobs > 1
+    with pytest.raises(ExperimentError, match=r"^--stop-after 'rm': allowed: sft"):
+        ExperimentConfig(out="o", stop_after="rm")
+    with pytest.raises(ExperimentError, match=r"^--expert-search 4: must be a half angle in \[0, pi\)"):
+        ExperimentConfig(out="o", expert_search=4)
+    with pytest.raises(ExperimentError, match=r"^--dart-demos -1: must be an integer >= 0"):
+        ExperimentConfig(out="o", dart_demos=-1)
+    assert ExperimentConfig(out="o").expert_tuning() == {"search_half_angle": 0.6}
+    assert ExperimentConfig(out="o", expert_search=0).expert_tuning() == {}
     assert ExperimentConfig.for_size("o", "full", device="cpu", preset="tiny").device == "cpu"
     assert set(small.eval_seeds()).isdisjoint(range(0, 100000))        # held-out layouts: no training step saw them
     assert np.all(np.diff(full.eval_seeds()) == 1)
