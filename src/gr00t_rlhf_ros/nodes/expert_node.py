@@ -37,6 +37,9 @@ _TUNABLE = {
     "margin": "extra clearance kept from objects, m",
     "orbit_radius": "radius of the circle driven around an object in 'Move around' tasks, m",
     "wall_clearance": "steer away from walls closer than this, m",
+    "search_half_angle": "> 0: turn left in place until the goal is within this angle of the heading, as a "
+                         "camera-only policy must (0: turn the short way), rad",
+    "search_turn_rate": "turn rate of that search, rad/s",
 }
 
 
