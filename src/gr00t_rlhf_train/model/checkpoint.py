@@ -21,6 +21,7 @@ are skipped with one log line.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -30,7 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .configuration import ActionHeadConfig, BackboneConfig, LanguageConfig, ModelConfig, preset
+from .configuration import ActionHeadConfig, BackboneConfig, DataConfig, LanguageConfig, ModelConfig, preset
 from .gr00t_n1 import Gr00tN1
 from .processor import LEGACY_FORMAT, Gr00tProcessor, ModalityConfig
 from .tokenizer import TokenizerNotFoundError, image_token_id, load_tokenizer
@@ -273,8 +274,14 @@ def config_from_official(cfg: dict) -> ModelConfig:
     return ModelConfig(name=f"official:{cfg.get('model_type', 'gr00t_n1')}", backbone=backbone, action_head=action_head)
 
 
-def official_metadata(path: Path, embodiment_tag: str | None) -> tuple[ModalityConfig, dict]:
-    """experiment_cfg/metadata.json -> (modality config, statistics) of one embodiment."""
+def official_metadata(path: Path, embodiment_tag: str | None,
+                      data_config: DataConfig | None = None) -> tuple[ModalityConfig, dict]:
+    """experiment_cfg/metadata.json -> (modality config, statistics) of one embodiment.
+
+    Without ``data_config`` every camera / state / action key of the file, in its order, min_max (what
+    this reader always did). With one, ``data_config.resolve`` picks the keys, their order and the modes
+    (the official data config's role: Isaac-GR00T gr00t/experiment/data_config.py); a key the file lacks is
+    a one-line ConfigError naming it and the metadata file."""
     f = path / "experiment_cfg" / "metadata.json"
     if not f.is_file():
         raise CheckpointError(f"{f} is missing: an official checkpoint needs its normalisation statistics "
@@ -300,21 +307,31 @@ def official_metadata(path: Path, embodiment_tag: str | None) -> tuple[ModalityC
     video = list(modalities.get("video", {})) or ["ego_view"]
     if tag not in EMBODIMENT_IDS:
         raise CheckpointError(f"{f}: embodiment {tag!r} has no known projector index; known: {sorted(EMBODIMENT_IDS)}")
-    modality = ModalityConfig(video=video, state=dims("state"), action=dims("action"), embodiment_tag=tag,
-                              embodiment_id=EMBODIMENT_IDS[tag])
-    return modality, {"state": stats["state"], "action": stats["action"]}
+    layout = {"video": video, "state": dims("state"), "action": dims("action")}
+    if data_config is not None:
+        layout = data_config.resolve(layout, str(f))
+    modality = ModalityConfig(**layout, embodiment_tag=tag, embodiment_id=EMBODIMENT_IDS[tag])
+    return modality, {group: {name: stats[group][name] for name in getattr(modality, group)}
+                      for group in ("state", "action")}
 
 
 def read_official(path: str | Path, tokenizer=None, device="cpu", dtype=None,
-                  embodiment_tag: str | None = None) -> tuple[Gr00tN1, Gr00tProcessor]:
-    """An official GR00T N1 directory -> (model, processor) (strict key and shape check)."""
+                  embodiment_tag: str | None = None,
+                  data_config: DataConfig | None = None) -> tuple[Gr00tN1, Gr00tProcessor]:
+    """An official GR00T N1 directory -> (model, processor) (strict key and shape check).
+
+    ``data_config`` (None: every key of experiment_cfg/metadata.json in its order, min_max) selects and
+    orders the state / action / camera keys and the modes via ``DataConfig.resolve``; it becomes the
+    model's ``config.data`` (so its normalisation semantics, official by default, are saved with it)."""
     path = Path(path)
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise CheckpointError(f"{cfg_file} is missing")
     config = config_from_official(json.loads(cfg_file.read_text()))
+    if data_config is not None:
+        config = dataclasses.replace(config, data=data_config)
     files = weight_files(path)
-    modality, stats = official_metadata(path, embodiment_tag)
+    modality, stats = official_metadata(path, embodiment_tag, data_config)
     if tokenizer is None:
         raise TokenizerNotFoundError(
             f"{path} is an official checkpoint, which ships no tokenizer: pass tokenizer= (a directory such as "

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .configuration import ConfigError, ModelConfig
-from .normalization import MODES, StatsError, normalize, unnormalize
+from .normalization import ACTION_MODES, OFFICIAL_MODES, StatsError, normalize, unnormalize
 from .tokenizer import IMAGE_CONTEXT, IMAGE_END, IMAGE_START
 
 LANGUAGE_KEYS = ("annotation.human.action.task_description", "task")
@@ -68,9 +68,9 @@ class ModalityConfig:
                 raise ConfigError(f"ModalityConfig.color_jitter = {self.color_jitter!r}: expected None or 4 numbers >= 0 "
                                   "(brightness, contrast, saturation, hue <= 0.5)")
             self.color_jitter = tuple(float(v) for v in jitter)
-        for name in ("state_mode", "action_mode"):
-            if getattr(self, name) not in MODES:
-                raise ConfigError(f"ModalityConfig.{name} = {getattr(self, name)!r}: allowed {MODES}")
+        for name, allowed in (("state_mode", OFFICIAL_MODES), ("action_mode", ACTION_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"ModalityConfig.{name} = {getattr(self, name)!r}: allowed {allowed}")
         if not self.video:
             raise ConfigError("ModalityConfig.video is empty: GR00T needs at least one camera")
         if not 0.0 < self.crop_scale <= 1.0:
@@ -288,21 +288,31 @@ class Gr00tProcessor:
             parts.append(a)
         return np.concatenate(parts, axis=-1)
 
+    @property
+    def semantics(self) -> str:
+        """The model's normalisation semantics (``DataConfig.normalization``: ``"official"`` for new models,
+        ``"legacy"`` for checkpoints whose JSON has no ``model.data``; normalization.py)."""
+        return self.model_config.data.normalization
+
     def normalize_group(self, values: np.ndarray, group: str) -> np.ndarray:
+        """Robot-unit values [..., dim of the group] -> normalised (float64), key by key in modality order,
+        under the model's semantics."""
         mode = self.modality.state_mode if group == "state" else self.modality.action_mode
         out, start = [], 0
         for name, dim in getattr(self.modality, group).items():
-            out.append(normalize(values[..., start:start + dim], self.stats[group][name], mode, f"{group}.{name}"))
+            out.append(normalize(values[..., start:start + dim], self.stats[group][name], mode, f"{group}.{name}",
+                                 self.semantics))
             start += dim
         return np.concatenate(out, axis=-1)
 
     def decode_actions(self, actions: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
         """Normalised, padded actions [B, T, A] (or [T, A]) -> {"action.<name>": [B, T, dim]} in robot units."""
         a = actions.detach().float().cpu().numpy() if isinstance(actions, torch.Tensor) else np.asarray(actions)
+        # official semantics: not clipped back to [-1, 1] (min_max / q99); legacy: clipped (normalization.py)
         out, start = {}, 0
         for name, dim in self.modality.action.items():
             out[f"action.{name}"] = unnormalize(a[..., start:start + dim], self.stats["action"][name],
-                                                self.modality.action_mode, f"action.{name}")
+                                                self.modality.action_mode, f"action.{name}", self.semantics)
             start += dim
         return out
 
