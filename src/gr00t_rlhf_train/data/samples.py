@@ -131,11 +131,12 @@ class RewardClips(_CacheSamples):
     key at t (key / max|key|, or the key itself for binary vocabularies); ``None``: unlabeled data
     (no "target" in the samples, e.g. for ``eval reward --prediction-only``). Rows before the episode
     start repeat the first row. ``action_horizon`` K > 0: "actions" [K, A], the recorded actions of
-    sample rows t..t+K-1 (the last one repeated past the episode end)."""
+    sample rows t..t+K-1 (the last one repeated past the episode end), their keys joined in the order of
+    ``action_keys`` (the model's ``ModalityConfig.action`` names; None: the cache's order)."""
 
     def __init__(self, cache: FrameCache | str, episodes: Sequence[int] | None = None, horizon: int = 1,
                  stride: int = 1, target: str | None = "reward", decode: bool = True, rows: str = "frames",
-                 action_horizon: int = 0):
+                 action_horizon: int = 0, action_keys: Sequence[str] | None = None):
         for name, v in (("horizon", horizon), ("stride", stride)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}={v!r}: must be a positive integer")
@@ -147,6 +148,13 @@ class RewardClips(_CacheSamples):
         self.horizon, self.stride, self.target, self.action_horizon = horizon, stride, target, action_horizon
         if action_horizon and not self.cache.modality.get("action"):
             raise ValueError(f"action_horizon={action_horizon}: the cache {self.cache.path} has no action columns")
+        have = self.cache.modality.get("action") or {}
+        names = list(have) if action_keys is None else [str(k).removeprefix("action.") for k in action_keys]
+        unknown = [n for n in names if n not in have]
+        if action_horizon and (unknown or not names):
+            raise ValueError(f"action_keys={list(action_keys or [])!r}: {unknown or 'none given'} not among the action "
+                             f"keys of the cache {self.cache.path} ({', '.join(have) or 'none'})")
+        self.action_spans = [have[n] for n in names if n in have]   # [(start, end)] in the model's order
         longest = max(len(r) for r in self._rows.values())
         if horizon > longest:
             raise ValueError(f"horizon={horizon}: longer than every selected episode (the longest has {longest} "
@@ -175,10 +183,9 @@ class RewardClips(_CacheSamples):
         return out
 
     def actions_at(self, ep: CachedEpisode, seq: np.ndarray, k: int) -> np.ndarray:
-        """The recorded actions [K, A] of sample rows k..k+K-1 (robot units, the modality's action keys in order)."""
+        """The recorded actions [K, A] of sample rows k..k+K-1 (robot units, keys in ``action_keys`` order)."""
         rows = self._chunk_rows(seq, k, self.action_horizon)  # [K] dataset rows, the last repeated
-        spans = list(self.cache.modality["action"].values())
-        return np.concatenate([ep.action[rows, s:e] for s, e in spans], axis=-1)  # [K, A]
+        return np.concatenate([ep.action[rows, s:e] for s, e in self.action_spans], axis=-1)  # [K, A]
 
     def labels(self) -> dict[str, np.ndarray]:
         """Every sample's labels without decoding a picture: "target" [N] f64 (not when unlabeled), "episode",

@@ -38,8 +38,16 @@ def reward_checkpoint_meta(checkpoint: str | Path) -> dict:
     return meta
 
 
-def load_reward_model(checkpoint: str | Path, device: str = "auto"):
-    """A reward checkpoint -> (RewardModel on the device (bf16 on CUDA), its meta)."""
+# clips per forward pass when the caller does not say: large batches keep a GPU busy (docs/performance.md)
+DEFAULT_BATCH_SIZE = {"cuda": 256, "cpu": 64}
+
+
+def load_reward_model(checkpoint: str | Path, device: str = "auto", fast: bool = True):
+    """A reward checkpoint -> (RewardModel on the device (bf16 on CUDA), its meta).
+
+    On CUDA with ``fast`` the model's inference fast path is on (``RewardModel.use_fast_path()``: GPU image
+    preprocessing, CUDA graphs, K/V cache, unmasked SDPA; docs/performance.md); ``fast=False`` or a CPU
+    keeps the plain eager path."""
     from gr00t_rlhf_train.model.reward_model import RewardModel
 
     path = Path(checkpoint)
@@ -47,6 +55,8 @@ def load_reward_model(checkpoint: str | Path, device: str = "auto"):
     dev, dtype = resolve_device(device)
     rm = RewardModel.from_pretrained(path, device=dev, dtype=dtype)
     rm.eval()
+    if fast and dev.type == "cuda":
+        rm.use_fast_path()
     return rm, meta
 
 
@@ -130,7 +140,7 @@ def _target(cache, episodes: list[int], wanted: str, prediction_only: bool) -> s
 
 
 def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: int | None = None,
-                    prediction_only: bool = False, batch_size: int = 64, device: str = "auto",
+                    prediction_only: bool = False, batch_size: int | None = None, device: str = "auto",
                     out_dir: str | Path = "eval_reward", threshold: float | None = None, train_episodes=None,
                     baseline: tuple | None = None, progress: bool = False) -> dict:
     """Evaluate a reward checkpoint on the ``episodes`` of a frame cache (all when None).
@@ -139,17 +149,20 @@ def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: i
     recorded by ``train reward``; ``next.reward`` otherwise); ``threshold`` (binary targets: positive above
     it) defaults to the checkpoint's, else 0.5. The time baseline is fitted on ``baseline`` = (times,
     targets) when given, else on the labelled cache episodes ``train_episodes`` (default: every cache
-    episode not evaluated).
+    episode not evaluated). ``batch_size`` None: ``DEFAULT_BATCH_SIZE`` of the device (256 clips on CUDA,
+    64 on the CPU).
     -> {"metrics": {...} (empty with prediction_only), "files": {name: path}, "samples": N, "seconds": s}.
     """
     from gr00t_rlhf_train.data.samples import RewardClips
 
-    if batch_size <= 0:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0):
         raise EvalError(f"batch_size = {batch_size}: must be a positive integer")
     start = time.monotonic()
     cache = open_cache(cache)
     chosen = check_episodes(cache, episodes)
     rm, meta = load_reward_model(checkpoint, device)
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH_SIZE["cuda" if next(rm.parameters()).device.type == "cuda" else "cpu"]
     horizon = rm.head_config.horizon
     settings = training_settings(meta)
     wanted = settings.get("target", "reward")
@@ -161,7 +174,8 @@ def evaluate_reward(checkpoint: str | Path, cache, episodes=None, max_samples: i
     if action_horizon and not cache.modality.get("action"):
         raise EvalError(f"{checkpoint}: the model reads {action_horizon} actions per clip but the cache "
                         f"{getattr(cache, 'path', cache)} has no action columns")
-    clips = RewardClips(cache, episodes=chosen, horizon=horizon, target=target, action_horizon=action_horizon)
+    clips = RewardClips(cache, episodes=chosen, horizon=horizon, target=target, action_horizon=action_horizon,
+                        action_keys=list(rm.processor.modality.action) if action_horizon else None)
     if len(clips) == 0:
         raise EvalError(f"episodes {chosen}: no clips to score in {getattr(cache, 'path', cache)}")
     check_modality(clips[0], rm.processor.modality, checkpoint, getattr(cache, "path", cache))

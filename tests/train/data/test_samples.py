@@ -133,3 +133,20 @@ def test_seed_rows_at_the_video_rate(datasets_dir, tmp_path):
     assert not any(np.array_equal(clip[j], clip[j + 1]) for j in range(3))  # 4 different pictures
     chunk = PolicySamples(cache)[10]["action.wheel_commands"]
     np.testing.assert_array_equal(chunk, ep.action[rows[10:26]])
+
+
+def test_reward_clip_actions_follow_the_model_action_order(cache):
+    """The actions of a clip are joined in the model's ``ModalityConfig.action`` order, not the cache's."""
+    split = FrameCache(cache.path)
+    split.modality = dict(split.modality) | {"action": {"left": (0, 1), "right": (1, 2)}}  # two 1-dim keys
+    ep = split.episode(0)
+    as_cached = RewardClips(split, episodes=[0], horizon=1, action_horizon=3)[2]["actions"]
+    swapped = RewardClips(split, episodes=[0], horizon=1, action_horizon=3,
+                          action_keys=["action.right", "left"])[2]["actions"]
+    np.testing.assert_array_equal(as_cached, ep.action[2:5, :2])
+    np.testing.assert_array_equal(swapped, ep.action[2:5, [1, 0]])
+    only = RewardClips(split, episodes=[0], horizon=1, action_horizon=3, action_keys=["right"])[2]["actions"]
+    np.testing.assert_array_equal(only, ep.action[2:5, 1:2])
+    with pytest.raises(ValueError, match=r"action_keys=\['action.elbow'\]: \['elbow'\] not among the action keys "
+                                         r"of the cache .* \(left, right\)"):
+        RewardClips(split, horizon=1, action_horizon=3, action_keys=["action.elbow"])
