@@ -17,6 +17,14 @@ from transformers import LlamaConfig, LlamaModel, SiglipVisionConfig, SiglipVisi
 from .configuration import BackboneConfig
 from .cuda_graph import capturing
 
+# The LLM's embedding ``padding_idx``: Eagle2's language config (Isaac-GR00T
+# gr00t/model/backbone/eagle2_hg_model/config.json, ``llm_config.pad_token_id: 2``) makes the official
+# Qwen2/Llama embedding an ``nn.Embedding(..., padding_idx=2)``: row 2 (``<|im_end|>``, also the padding
+# token of the official format) gets no gradient when the embeddings train, and a freshly built model starts
+# with that row at zero. Training only: a loaded checkpoint's row 2 is whatever the file holds, and the
+# forward pass is a plain lookup either way.
+LLM_PADDING_IDX = 2
+
 
 def pixel_shuffle(x: torch.Tensor) -> torch.Tensor:
     """Fold each 2x2 block of patch features into one token of 4x the width.
@@ -73,6 +81,7 @@ class EagleModel(nn.Module):
             num_key_value_heads=lm.num_kv_heads, rms_norm_eps=lm.rms_norm_eps,
             max_position_embeddings=lm.max_position_embeddings, rope_theta=lm.rope_theta,
             tie_word_embeddings=False, use_cache=False, attn_implementation="sdpa",
+            pad_token_id=LLM_PADDING_IDX,
         )
         self.vision_model = VisionTower(vision_config)
         shuffled = v.hidden_size * 4

@@ -100,8 +100,9 @@ class Attention(nn.Module):
         q = self.to_q(x).view(b, s, self.heads, -1).transpose(1, 2)                   # [B, H, S, d]
         k, v = kv if kv is not None else self.keys_values(x if context is None else context)  # [B, H, L, d]
         mask = None if context_mask is None else context_mask[:, None, None, :].bool()  # [B, 1, 1, L]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        # no dropout on the attention weights (official: diffusers' AttnProcessor2_0 passes dropout_p=0.0);
+        # dropout acts on the output projection (to_out[1]) and in the block (final_dropout)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = out.transpose(1, 2).reshape(b, s, -1)                                    # [B, S, H*d]
         return self.to_out[1](self.to_out[0](out))                                     # [B, S, D]
 
@@ -128,13 +129,20 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """AdaLN -> (cross- or self-) attention -> LN -> FFN, both with residuals."""
+    """AdaLN -> (cross- or self-) attention -> dropout -> LN -> FFN, both with residuals.
+
+    Dropout as the official block with ``final_dropout=True`` (N1's DiT config; Isaac-GR00T
+    cross_attention_dit.py ``BasicTransformerBlock``): the attention output passes the projection's dropout
+    (``attn1.to_out[1]``) and then the block's ``final_dropout`` before the residual; the feed-forward has
+    two (after the GELU and after the output projection); the attention weights have none. Training only:
+    in eval mode every dropout is the identity, so inference is unchanged."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, cross_attention_dim: int | None, dropout: float):
         super().__init__()
         self.cross = cross_attention_dim is not None
         self.norm1 = AdaLayerNorm(dim)
         self.attn1 = Attention(dim, heads, head_dim, kv_dim=cross_attention_dim, dropout=dropout)
+        self.final_dropout = nn.Dropout(dropout)                            # no parameters: files unchanged
         self.norm3 = nn.LayerNorm(dim, eps=1e-5, elementwise_affine=False)
         self.ff = FeedForward(dim, dropout)
 
@@ -143,9 +151,9 @@ class TransformerBlock(nn.Module):
                 kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         h = self.norm1(x, temb)                                             # [B, S, D]
         if self.cross:
-            x = x + self.attn1(h, context, context_mask, kv)                # [B, S, D]
+            x = x + self.final_dropout(self.attn1(h, context, context_mask, kv))   # [B, S, D]
         else:
-            x = x + self.attn1(h)                                           # [B, S, D]
+            x = x + self.final_dropout(self.attn1(h))                       # [B, S, D]
         return x + self.ff(self.norm3(x))                                   # [B, S, D]
 
 

@@ -92,14 +92,19 @@ class RewardHeadConfig:
 
 
 def pool_tokens(features: torch.Tensor, mask: torch.Tensor, pool: str) -> torch.Tensor:
-    """features [N, L, D], mask [N, L] -> [N, D]."""
+    """features [N, L, D], mask [N, L] (1 = real token) -> [N, D].
+
+    ``first``: the first REAL token of each row (``mask.argmax``: position 0 with right padding, the first
+    unpadded position with the official format's left padding); ``mean``: the mean over real tokens;
+    ``last``: the last real token."""
+    rows = torch.arange(features.shape[0], device=features.device)
     if pool == "first":
-        return features[:, 0]
+        return features[rows, mask.long().argmax(1)]                               # first 1 of each row
     m = mask.to(features.dtype)
     if pool == "mean":
         return (features * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
     last = (mask.long().cumsum(1).argmax(1))                                   # index of the last real token
-    return features[torch.arange(features.shape[0], device=features.device), last]
+    return features[rows, last]
 
 
 ACTION_FEATURES = 64   # width of the MLP head's action projection

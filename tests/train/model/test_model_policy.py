@@ -44,7 +44,7 @@ def test_get_action_shape_and_seed(tiny_policy, observation):
     a = tiny_policy.get_action(obs, seed=7)
     assert set(a) == {"action.wheel_commands"}
     assert a["action.wheel_commands"].shape == (16, 2)
-    assert np.all(np.abs(a["action.wheel_commands"]) <= 5.0)
+    assert np.isfinite(a["action.wheel_commands"]).all()      # official min_max: the inverse is not clipped
     b = tiny_policy.get_action(obs, seed=7)
     np.testing.assert_array_equal(a["action.wheel_commands"], b["action.wheel_commands"])
     c = tiny_policy.get_action(obs, seed=8, num_steps=2)
