@@ -131,8 +131,10 @@ class BestOfN:
         mask = inputs["attention_mask"].expand(n, -1)                                   # [N, L]
         state = inputs["state"].to(feats.dtype).expand(n, -1, -1)                       # [N, 1, S]
         emb = inputs["embodiment_id"].expand(n)                                         # [N]
-        return model.action_head.sample(feats, mask, state, emb, num_steps=num_steps, noise=noise,
-                                        condition=condition, guidance=guidance)
+        # the VL keys/values of each DiT cross-attention block projected once for all steps (identical results)
+        with model.action_head.model.inference_context():
+            return model.action_head.sample(feats, mask, state, emb, num_steps=num_steps, noise=noise,
+                                            condition=condition, guidance=guidance)
 
     @torch.no_grad()
     def sample(self, obs: dict, seed: int | None) -> np.ndarray:

@@ -259,23 +259,39 @@ class FlowMatchingActionHead(nn.Module):
             raise ValueError(f"guidance = {g!r}: must be a finite number >= 0")
         return condition_index(name), float(g)
 
+    @staticmethod
+    def two_pass(condition: int | None, guidance: float) -> bool:
+        """Whether sampling runs classifier-free guidance (a conditional and an unconditional half per step)."""
+        return condition is not None and not (guidance == 1.0 or condition == UNCONDITIONED or guidance == 0.0)
+
+    @staticmethod
+    def doubled_context(features: torch.Tensor, features_mask: torch.Tensor, state: torch.Tensor,
+                        embodiment_id: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The per-chunk inputs of a guided step, each repeated for the two halves: features [2B, L, D],
+        mask [2B, L], state [2B, 1, S], embodiment [2B]. Built once per chunk, so the same features tensor
+        reaches every step and the DiT's cross-attention K/V cache (``DiT.inference_context``) hits."""
+        return (torch.cat([features, features]), torch.cat([features_mask, features_mask]),
+                torch.cat([state, state]), torch.cat([embodiment_id, embodiment_id]))
+
     def guided_velocity(self, features: torch.Tensor, features_mask: torch.Tensor, state: torch.Tensor,
                         x: torch.Tensor, t_bucket: torch.Tensor, embodiment_id: torch.Tensor,
-                        condition: int | None, guidance: float) -> torch.Tensor:
+                        condition: int | None, guidance: float,
+                        doubled: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
         """The sampling velocity [B, T, A]: plain, conditional (w = 1 or condition "unconditioned": one pass),
-        or classifier-free guided v_u + w (v_c - v_u) (both halves in one doubled batch)."""
+        or classifier-free guided v_u + w (v_c - v_u) (both halves in one doubled batch; ``doubled``: the
+        ``doubled_context`` of this chunk, built here when not given)."""
         if condition is None:
             return self.velocity(features, features_mask, state, x, t_bucket, embodiment_id)
         b = x.shape[0]
-        if guidance == 1.0 or condition == UNCONDITIONED or guidance == 0.0:
+        if not self.two_pass(condition, guidance):
             idx = UNCONDITIONED if guidance == 0.0 else condition
             cond = torch.full((b,), idx, device=x.device, dtype=torch.long)
             return self.velocity(features, features_mask, state, x, t_bucket, embodiment_id, cond)
         cond = torch.cat([torch.full((b,), condition, device=x.device, dtype=torch.long),
                           torch.full((b,), UNCONDITIONED, device=x.device, dtype=torch.long)])      # [2B]
-        v = self.velocity(torch.cat([features, features]), torch.cat([features_mask, features_mask]),
-                          torch.cat([state, state]), torch.cat([x, x]), torch.cat([t_bucket, t_bucket]),
-                          torch.cat([embodiment_id, embodiment_id]), cond)                          # [2B, T, A]
+        f2, m2, s2, e2 = doubled if doubled is not None else self.doubled_context(features, features_mask, state,
+                                                                                  embodiment_id)
+        v = self.velocity(f2, m2, s2, torch.cat([x, x]), torch.cat([t_bucket, t_bucket]), e2, cond)  # [2B, T, A]
         v_cond, v_uncond = v[:b], v[b:]
         return v_uncond + guidance * (v_cond - v_uncond)                                           # [B, T, A]
 
@@ -294,7 +310,9 @@ class FlowMatchingActionHead(nn.Module):
         b = features.shape[0]
         x = noise if noise is not None else self.initial_noise(b, features.device, features.dtype, generator)
         dt = 1.0 / steps
+        doubled = self.doubled_context(features, features_mask, state, embodiment_id) if self.two_pass(cond, g) else None
         for k in range(steps):
             t_bucket = torch.full((b,), int(k / steps * c.num_timestep_buckets), device=x.device, dtype=torch.long)
-            x = x + dt * self.guided_velocity(features, features_mask, state, x, t_bucket, embodiment_id, cond, g)
+            x = x + dt * self.guided_velocity(features, features_mask, state, x, t_bucket, embodiment_id, cond, g,
+                                              doubled)
         return x

@@ -178,3 +178,27 @@ def test_conditioned_training_step_moves_the_embedding():
     loss = p.model.loss(batch, weights=torch.tensor([1.0, 2.0, 0.5, 1.0]), condition=torch.tensor([1, 2, 0, 1]))
     loss.backward()
     assert emb.grad is not None and emb.grad.abs().sum(1).gt(0).all()     # every condition row gets a gradient
+
+
+def test_guided_sampling_reuses_the_dit_kv_cache_with_identical_actions():
+    """Classifier-free guidance builds its doubled context once per chunk, so inside ``inference_context``
+    the cross-attention keys/values are projected once (not once per step) and the actions are identical."""
+    p = conditioned()
+    p.model.eval()
+    head, dit = p.model.action_head, p.model.action_head.model
+    batch = p.prepare(make_observation(seed=4))
+    with torch.no_grad():
+        feats = p.model.backbone(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+    args = (feats, batch["attention_mask"], batch["state"], batch["embodiment_id"])
+    noise = head.initial_noise(1, feats.device, feats.dtype, torch.Generator().manual_seed(3))
+    plain = head.sample(*args, noise=noise, condition="good", guidance=2.5)
+    calls = []
+    original = dit.context_keys_values
+    dit.context_keys_values = lambda ctx: calls.append(ctx.shape[0]) or original(ctx)
+    try:
+        with dit.inference_context():
+            cached = head.sample(*args, noise=noise, condition="good", guidance=2.5)
+    finally:
+        del dit.context_keys_values
+    torch.testing.assert_close(cached, plain, rtol=0, atol=0)
+    assert calls == [2]                          # one projection of the doubled [2B] context for all 4 steps
