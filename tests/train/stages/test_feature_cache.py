@@ -1,7 +1,6 @@
 """Stage 2 with cached backbone features (``--cache-features``): the same head step as recomputing them; CPU, tiny."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
