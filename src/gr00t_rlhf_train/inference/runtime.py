@@ -8,9 +8,10 @@
     reward = open_reward("runs/reward/best")
     r = reward.score({"video.ego_view": frames_Hx.., "state.left_wheel": [[..]] * H, ..., language_key: "..."})
 
-Device ``"auto"`` is CUDA when available. On CUDA the model runs in bfloat16 and replays CUDA graphs
-(the fast path of ``model/cuda_graph.py``; ``cuda_graphs=False`` runs eagerly); on a CPU it runs in
-float32. Observations are checked before the model sees them (``api.check_observation``): a missing
+Device ``"auto"`` is CUDA when available. On CUDA the model runs in bfloat16 on its inference fast path
+(``use_fast_path()``: CUDA graphs, GPU image preprocessing, the DiT K/V cache, unmasked SDPA;
+docs/performance.md); ``fast=False`` keeps the CUDA graphs alone (the path measured before those levers),
+``cuda_graphs=False`` runs eagerly. On a CPU it runs eagerly in float32 whatever the flags. Observations are checked before the model sees them (``api.check_observation``): a missing
 key, a wrong dtype or shape, a non-finite state raise ``InferenceError`` naming the key.
 
 Advantage-conditioned policies (``train rl --method acfm|both``) sample under their checkpoint's
@@ -143,7 +144,7 @@ class LocalReward:
     ``reward_range`` (low, high). ``score(clip) -> float``. Not thread-safe (see the module docstring)."""
 
     def __init__(self, model, frame_rate: float = DEFAULT_FRAME_RATE, cuda_graphs: bool = True,
-                 image_size=None, source: str = ""):
+                 image_size=None, source: str = "", fast: bool = True):
         if not (isinstance(frame_rate, (int, float)) and np.isfinite(frame_rate) and frame_rate > 0):
             raise InferenceError(f"reward frame_rate = {frame_rate!r}: must be a positive number of Hz")
         self.model, self.source = model, source
@@ -151,18 +152,23 @@ class LocalReward:
         self.frame_rate = float(frame_rate)
         self.spec = spec_from_processor(model.processor, image_size)
         self.device = next(model.parameters()).device
-        if cuda_graphs and self.device.type == "cuda":
+        self.cuda_graphs = bool(cuda_graphs and self.device.type == "cuda")
+        self.fast_path = bool(fast and self.cuda_graphs)
+        if self.fast_path:
+            model.use_fast_path()
+        elif self.cuda_graphs:
             model.use_cuda_graphs()
         self.model.eval()
 
     @classmethod
-    def open(cls, source: str, device="auto", cuda_graphs: bool = True, tokenizer=None) -> "LocalReward":
+    def open(cls, source: str, device="auto", cuda_graphs: bool = True, tokenizer=None,
+             fast: bool = True) -> "LocalReward":
         model, meta = load_reward_model(source, device, tokenizer)
         training = (meta.get("extra") or {}).get("reward_training") or {}
         fps = training.get("fps")
         size = training.get("image_size")
         return cls(model, float(fps) if fps else DEFAULT_FRAME_RATE, cuda_graphs,
-                   tuple(size) if size else None, str(source))
+                   tuple(size) if size else None, str(source), fast)
 
     @property
     def horizon(self) -> int:
@@ -259,7 +265,7 @@ class LocalPolicy:
 
     def __init__(self, policy, reward: LocalReward | None = None, num_candidates: int = 1,
                  cuda_graphs: bool = True, image_size=None, source: str = "", reward_source: str = "",
-                 condition: str | None = None, guidance: float | None = None):
+                 condition: str | None = None, guidance: float | None = None, fast: bool = True):
         if isinstance(num_candidates, bool) or not isinstance(num_candidates, (int, np.integer)) or num_candidates < 1:
             raise InferenceError(f"num_candidates = {num_candidates!r}: must be a positive integer")
         self.condition, self.guidance = check_sampling(policy, condition, guidance, source)
@@ -268,12 +274,15 @@ class LocalPolicy:
         self.spec = spec_from_processor(policy.processor, image_size)
         self.device = policy.device
         self.cuda_graphs = bool(cuda_graphs and self.device.type == "cuda")
+        self.fast_path = bool(fast and self.cuda_graphs and self.num_candidates == 1)
         self.best_of_n = None
         if self.num_candidates > 1:
             from .best_of_n import BestOfN
             self.best_of_n = BestOfN(policy, reward, self.num_candidates, self.cuda_graphs,
                                      reward_source=reward_source or getattr(reward, "source", ""),
                                      condition=self.condition, guidance=self.guidance)
+        elif self.fast_path:
+            policy.use_fast_path()
         elif self.cuda_graphs:
             policy.use_cuda_graphs()
         self.reward = reward
@@ -281,7 +290,7 @@ class LocalPolicy:
     @classmethod
     def open(cls, source: str, reward_model=None, num_candidates: int = 1, device="auto",
              cuda_graphs: bool = True, tokenizer=None, condition: str | None = None,
-             guidance: float | None = None) -> "LocalPolicy":
+             guidance: float | None = None, fast: bool = True) -> "LocalPolicy":
         """Load the policy (and, for N > 1, the reward model) onto one device; the condition / guidance
         overrides are checked before the reward model loads."""
         from .best_of_n import check_best_of_n_args
@@ -293,15 +302,15 @@ class LocalPolicy:
         if n > 1:
             reward = reward_model if isinstance(reward_model, LocalReward) else \
                 LocalReward.open(str(reward_model), device=str(policy.device), cuda_graphs=cuda_graphs,
-                                 tokenizer=tokenizer)
+                                 tokenizer=tokenizer, fast=fast)
         size = ((meta.get("extra") or {}).get("sft") or {}).get("image_size")   # the frames it was trained on
         return cls(policy, reward, n, cuda_graphs, tuple(size) if size else None, str(source),
-                   getattr(reward, "source", ""), condition, guidance)
+                   getattr(reward, "source", ""), condition, guidance, fast)
 
     def info(self) -> dict:
         return {"kind": "policy", "source": self.source, "device": str(self.device),
                 "dtype": str(self.policy.dtype).replace("torch.", ""), "cuda_graphs": self.cuda_graphs,
-                "num_candidates": self.num_candidates,
+                "fast_path": self.fast_path, "num_candidates": self.num_candidates,
                 "reward_model": self.reward.source if self.reward is not None else "",
                 "spec": self.spec.to_dict()} | self.sampling()
 
@@ -360,7 +369,7 @@ class LocalPolicy:
 # -- entry points ---------------------------------------------------------------------------------
 def open_policy(source: str, reward_model=None, num_candidates: int = 1, device: str = "auto",
                 cuda_graphs: bool = True, timeout_s: float = 1.0, tokenizer=None, connect_timeout_s: float = 10.0,
-                condition: str | None = None, guidance: float | None = None):
+                condition: str | None = None, guidance: float | None = None, fast: bool = True):
     """A policy runtime: ``source`` is our checkpoint directory, an official GR00T N1 directory, a preset
     name (random weights) or ``tcp://HOST:PORT`` (a ``gr00t-rlhf serve policy`` server). ``reward_model``
     and ``num_candidates`` > 1 turn on best-of-N (the reward model is loaded only then). A remote runtime
@@ -371,20 +380,23 @@ def open_policy(source: str, reward_model=None, num_candidates: int = 1, device:
     sampling (None: the checkpoint's ``default_condition`` / ``default_guidance``); a plain policy given a
     condition is refused; a remote one samples as its server was started (``serve policy --condition
     --guidance``), so there they must be None or the server's. InferenceError with one line naming the
-    source on any failure."""
+    source on any failure. ``fast`` (CUDA only): the model's whole inference fast path (default) or, False,
+    the CUDA graphs alone; a CPU runs eagerly either way."""
     source = str(source)
     if source.startswith(REMOTE_PREFIX):
         from .client import RemotePolicy
         return RemotePolicy(source, num_candidates=num_candidates, timeout_s=timeout_s,
                             connect_timeout_s=connect_timeout_s, condition=condition, guidance=guidance)
-    return LocalPolicy.open(source, reward_model, num_candidates, device, cuda_graphs, tokenizer, condition, guidance)
+    return LocalPolicy.open(source, reward_model, num_candidates, device, cuda_graphs, tokenizer, condition, guidance,
+                            fast)
 
 
 def open_reward(source: str, device: str = "auto", cuda_graphs: bool = True, timeout_s: float = 1.0,
-                tokenizer=None, connect_timeout_s: float = 10.0):
-    """A reward runtime: a reward checkpoint directory or ``tcp://HOST:PORT`` (``gr00t-rlhf serve reward``)."""
+                tokenizer=None, connect_timeout_s: float = 10.0, fast: bool = True):
+    """A reward runtime: a reward checkpoint directory or ``tcp://HOST:PORT`` (``gr00t-rlhf serve reward``).
+    ``fast`` (CUDA only): the reward model's whole fast path (default) or, False, the CUDA graphs alone."""
     source = str(source)
     if source.startswith(REMOTE_PREFIX):
         from .client import RemoteReward
         return RemoteReward(source, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s)
-    return LocalReward.open(source, device, cuda_graphs, tokenizer)
+    return LocalReward.open(source, device, cuda_graphs, tokenizer, fast)

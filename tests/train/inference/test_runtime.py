@@ -21,7 +21,7 @@ def test_act_shape_units_and_seed(local_policy, obs):
     a = local_policy.act(obs(0), seed=3)
     assert isinstance(a, Chunk) and a.actions.shape == (16, 2) and a.actions.dtype == np.float32
     assert a.scores is None and a.chosen == 0 and a.model_s > 0
-    assert np.abs(a.actions).max() <= 5.0 + 1e-5          # robot units: the statistics' +-5 rad/s range
+    assert np.isfinite(a.actions).all()                    # robot units (official min_max: not clipped to +-5)
     b = local_policy.act(obs(0), seed=3)
     np.testing.assert_array_equal(a.actions, b.actions)
     c = local_policy.act(obs(0), seed=4)
@@ -114,3 +114,13 @@ def test_state_shapes_accepted_and_refused(local_reward, clip):
     c["state.left_wheel"] = np.zeros((4,), np.float32)
     with pytest.raises(InferenceError, match=r"clip\['state.left_wheel'\]: expected shape \[2, 1\], got \[4\]"):
         local_reward.score(c)
+
+
+def test_fast_path_switch_is_cuda_only_and_cpu_runs_as_before(local_policy, policy_ckpt, reward_ckpt, obs):
+    """``fast`` picks the whole fast path (default) or the CUDA graphs alone on CUDA; a CPU stays eager."""
+    plain = open_policy(str(policy_ckpt), device="cpu", fast=False)
+    assert local_policy.info()["fast_path"] is False and plain.info()["fast_path"] is False
+    assert not local_policy.policy.fast.any and not plain.policy.fast.any
+    np.testing.assert_array_equal(plain.act(obs(0), seed=3).actions, local_policy.act(obs(0), seed=3).actions)
+    reward = open_reward(str(reward_ckpt), device="cpu")
+    assert not reward.fast_path and not reward.cuda_graphs and not reward.model.fast.any
