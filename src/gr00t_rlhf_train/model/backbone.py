@@ -20,9 +20,10 @@ from .cuda_graph import capturing
 # The LLM's embedding ``padding_idx``: Eagle2's language config (Isaac-GR00T
 # gr00t/model/backbone/eagle2_hg_model/config.json, ``llm_config.pad_token_id: 2``) makes the official
 # Qwen2/Llama embedding an ``nn.Embedding(..., padding_idx=2)``: row 2 (``<|im_end|>``, also the padding
-# token of the official format) gets no gradient when the embeddings train, and a freshly built model starts
-# with that row at zero. Training only: a loaded checkpoint's row 2 is whatever the file holds, and the
-# forward pass is a plain lookup either way.
+# token of the official format) gets no gradient when the embeddings train. Set on the embedding after it is
+# built, so a fresh model's initial weights are unchanged (``nn.Embedding`` would zero row 2 at init; the
+# official model always starts from pretrained Eagle weights, where row 2 is a trained vector). Training only:
+# a loaded checkpoint's row 2 is whatever the file holds, and the forward pass is a plain lookup either way.
 LLM_PADDING_IDX = 2
 
 
@@ -81,7 +82,6 @@ class EagleModel(nn.Module):
             num_key_value_heads=lm.num_kv_heads, rms_norm_eps=lm.rms_norm_eps,
             max_position_embeddings=lm.max_position_embeddings, rope_theta=lm.rope_theta,
             tie_word_embeddings=False, use_cache=False, attn_implementation="sdpa",
-            pad_token_id=LLM_PADDING_IDX,
         )
         self.vision_model = VisionTower(vision_config)
         shuffled = v.hidden_size * 4
@@ -92,6 +92,11 @@ class EagleModel(nn.Module):
             nn.Linear(lm.hidden_size, lm.hidden_size),
         )
         self.language_model = LanguageModel(llm_config)
+        # the padding index is set after construction so a fresh model's initial weights stay as they were
+        # (row 2 random, not zeroed): only its gradient is blocked (see LLM_PADDING_IDX)
+        llm_config.pad_token_id = LLM_PADDING_IDX
+        self.language_model.model.padding_idx = LLM_PADDING_IDX
+        self.language_model.model.embed_tokens.padding_idx = LLM_PADDING_IDX
         self.grid = v.grid
 
     def image_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:

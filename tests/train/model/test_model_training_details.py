@@ -33,6 +33,7 @@ def test_dit_block_dropout_is_on_the_attention_output_not_its_weights():
 def test_llm_embedding_row_2_gets_no_gradient(tiny_policy):
     embed = tiny_policy.model.backbone.model.language_model.model.embed_tokens
     assert embed.padding_idx == LLM_PADDING_IDX == 2
+    assert embed.weight[2].abs().sum() > 0                 # a fresh model's row 2 keeps its random init
     assert tiny_policy.processor.tokenizer.convert_ids_to_tokens(2) == "<|im_end|>"
     ids = torch.tensor([[1, 2, 5, 2, 7]])
     embed.weight.grad = None
