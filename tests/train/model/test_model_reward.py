@@ -36,7 +36,9 @@ def test_shapes_and_loss_falls(tiny_policy, observation, kind, tuning):
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0], losses
+    # the mean of the last 5 steps: full tuning at 3e-3 has one-step spikes (dit-full: 0.1 -> 0.33 at step 30
+    # with the LLM's padding index 2, whose row no longer trains), which a single-step check mistakes for no learning
+    assert sum(losses[-5:]) / 5 < 0.5 * losses[0], losses
 
 
 def test_score_single_and_batch_and_save_load(tiny_policy, observation, tmp_path):
