@@ -11,7 +11,8 @@
 Device ``"auto"`` is CUDA when available. On CUDA the model runs in bfloat16 on its inference fast path
 (``use_fast_path()``: CUDA graphs, GPU image preprocessing, the DiT K/V cache, unmasked SDPA;
 docs/performance.md); ``fast=False`` keeps the CUDA graphs alone (the path measured before those levers),
-``cuda_graphs=False`` runs eagerly. On a CPU it runs eagerly in float32 whatever the flags. Observations are checked before the model sees them (``api.check_observation``): a missing
+``cuda_graphs=False`` runs eagerly. On a CPU it runs eagerly in float32 whatever the flags. Observations
+are checked before the model sees them (``api.check_observation``): a missing
 key, a wrong dtype or shape, a non-finite state raise ``InferenceError`` naming the key.
 
 Advantage-conditioned policies (``train rl --method acfm|both``) sample under their checkpoint's

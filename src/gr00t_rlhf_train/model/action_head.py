@@ -310,7 +310,9 @@ class FlowMatchingActionHead(nn.Module):
         b = features.shape[0]
         x = noise if noise is not None else self.initial_noise(b, features.device, features.dtype, generator)
         dt = 1.0 / steps
-        doubled = self.doubled_context(features, features_mask, state, embodiment_id) if self.two_pass(cond, g) else None
+        doubled = None                                          # CFG: the doubled context, once per chunk
+        if self.two_pass(cond, g):
+            doubled = self.doubled_context(features, features_mask, state, embodiment_id)
         for k in range(steps):
             t_bucket = torch.full((b,), int(k / steps * c.num_timestep_buckets), device=x.device, dtype=torch.long)
             x = x + dt * self.guided_velocity(features, features_mask, state, x, t_bucket, embodiment_id, cond, g,
