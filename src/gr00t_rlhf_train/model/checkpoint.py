@@ -216,10 +216,11 @@ def load_processor(path: Path, meta: dict, tokenizer=None) -> Gr00tProcessor:
     return Gr00tProcessor(config, modality_from_meta(meta["modality"]), meta["stats"], tok)
 
 
-def read_policy(path: str | Path, tokenizer=None, device="cpu", dtype=None,
-                embodiment_tag: str | None = None) -> tuple[Gr00tN1, Gr00tProcessor, dict]:
+def read_policy(path: str | Path, tokenizer=None, device="cpu", dtype=None, embodiment_tag: str | None = None,
+                data_config: DataConfig | None = None) -> tuple[Gr00tN1, Gr00tProcessor, dict]:
     """Our checkpoint or an official GR00T N1 directory -> (model, processor, feedback vocabulary).
 
+    ``data_config``: for an official directory only (``read_official``); our checkpoints carry their own.
     ``policy.load_policy`` / ``Gr00tPolicy.from_pretrained`` wrap the parts into a Gr00tPolicy."""
     path = Path(path)
     if not path.is_dir():
@@ -236,7 +237,7 @@ def read_policy(path: str | Path, tokenizer=None, device="cpu", dtype=None,
         return model, processor, fb
     if (path / "config.json").is_file():
         model, processor = read_official(path, tokenizer=tokenizer, device=device, dtype=dtype,
-                                         embodiment_tag=embodiment_tag)
+                                         embodiment_tag=embodiment_tag, data_config=data_config)
         return model, processor, {}
     raise CheckpointError(f"{path} holds neither {CONFIG_NAME} (our checkpoint) nor config.json (official GR00T N1)")
 

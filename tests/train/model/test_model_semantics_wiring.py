@@ -82,3 +82,5 @@ def test_read_official_takes_the_data_config(tiny_policy, tmp_path, monkeypatch)
     assert tiny_policy.model.config.data == DataConfig()              # the shared config is not modified
     _, default = checkpoint.read_official(d, tokenizer="tiny")
     assert list(default.modality.action) == ["arm", "gripper"]
+    _, via_policy, _ = checkpoint.read_policy(d, tokenizer="tiny", data_config=dc)
+    assert list(via_policy.modality.state) == ["gripper", "arm"]
