@@ -29,7 +29,8 @@ def register(subparsers) -> None:
                    help="binary labels: positive above this (default: the checkpoint's, else 0.5); "
                         "score labels: above 0")
     r.add_argument("--prediction-only", action="store_true", help="unlabeled data: write predictions.npz only")
-    r.add_argument("--batch-size", type=int, default=64, help="clips per forward pass (default 64)")
+    r.add_argument("--batch-size", type=int, default=None,
+                   help="clips per forward pass (default: 256 on a GPU, 64 on the CPU)")
     r.set_defaults(func=cmd_reward)
     pol = sub.add_parser("policy", help="policy: action MSE vs the mean-action baseline, plot of wheel commands")
     _common(pol, "eval_policy")

@@ -8,10 +8,11 @@
     reward = open_reward("runs/reward/best")
     r = reward.score({"video.ego_view": frames_Hx.., "state.left_wheel": [[..]] * H, ..., language_key: "..."})
 
-Device ``"auto"`` is CUDA when available. On CUDA the model runs in bfloat16 on its inference fast path
-(``use_fast_path()``: CUDA graphs, GPU image preprocessing, the DiT K/V cache, unmasked SDPA;
-docs/performance.md); ``fast=False`` keeps the CUDA graphs alone (the path measured before those levers),
-``cuda_graphs=False`` runs eagerly. On a CPU it runs eagerly in float32 whatever the flags. Observations
+Device ``"auto"`` is CUDA when available. On CUDA the model runs in bfloat16 with CUDA graphs (the path
+the robot-side CUDA tests cover); ``fast=True`` opts in to the whole inference fast path (``use_fast_path()``:
+CUDA graphs, GPU image preprocessing, the DiT K/V cache, unmasked SDPA; docs/performance.md), measured on an
+H200 but whose runtime-level CUDA tests (guidance, best-of-N) have not run on a GPU yet, so it is not the
+default on the robot; ``cuda_graphs=False`` runs eagerly. On a CPU it runs eagerly in float32 whatever the flags. Observations
 are checked before the model sees them (``api.check_observation``): a missing
 key, a wrong dtype or shape, a non-finite state raise ``InferenceError`` naming the key.
 
@@ -145,7 +146,7 @@ class LocalReward:
     ``reward_range`` (low, high). ``score(clip) -> float``. Not thread-safe (see the module docstring)."""
 
     def __init__(self, model, frame_rate: float = DEFAULT_FRAME_RATE, cuda_graphs: bool = True,
-                 image_size=None, source: str = "", fast: bool = True):
+                 image_size=None, source: str = "", fast: bool = False):
         if not (isinstance(frame_rate, (int, float)) and np.isfinite(frame_rate) and frame_rate > 0):
             raise InferenceError(f"reward frame_rate = {frame_rate!r}: must be a positive number of Hz")
         self.model, self.source = model, source
@@ -163,7 +164,7 @@ class LocalReward:
 
     @classmethod
     def open(cls, source: str, device="auto", cuda_graphs: bool = True, tokenizer=None,
-             fast: bool = True) -> "LocalReward":
+             fast: bool = False) -> "LocalReward":
         model, meta = load_reward_model(source, device, tokenizer)
         training = (meta.get("extra") or {}).get("reward_training") or {}
         fps = training.get("fps")
@@ -266,7 +267,7 @@ class LocalPolicy:
 
     def __init__(self, policy, reward: LocalReward | None = None, num_candidates: int = 1,
                  cuda_graphs: bool = True, image_size=None, source: str = "", reward_source: str = "",
-                 condition: str | None = None, guidance: float | None = None, fast: bool = True):
+                 condition: str | None = None, guidance: float | None = None, fast: bool = False):
         if isinstance(num_candidates, bool) or not isinstance(num_candidates, (int, np.integer)) or num_candidates < 1:
             raise InferenceError(f"num_candidates = {num_candidates!r}: must be a positive integer")
         self.condition, self.guidance = check_sampling(policy, condition, guidance, source)
@@ -291,7 +292,7 @@ class LocalPolicy:
     @classmethod
     def open(cls, source: str, reward_model=None, num_candidates: int = 1, device="auto",
              cuda_graphs: bool = True, tokenizer=None, condition: str | None = None,
-             guidance: float | None = None, fast: bool = True) -> "LocalPolicy":
+             guidance: float | None = None, fast: bool = False) -> "LocalPolicy":
         """Load the policy (and, for N > 1, the reward model) onto one device; the condition / guidance
         overrides are checked before the reward model loads."""
         from .best_of_n import check_best_of_n_args
@@ -370,7 +371,7 @@ class LocalPolicy:
 # -- entry points ---------------------------------------------------------------------------------
 def open_policy(source: str, reward_model=None, num_candidates: int = 1, device: str = "auto",
                 cuda_graphs: bool = True, timeout_s: float = 1.0, tokenizer=None, connect_timeout_s: float = 10.0,
-                condition: str | None = None, guidance: float | None = None, fast: bool = True):
+                condition: str | None = None, guidance: float | None = None, fast: bool = False):
     """A policy runtime: ``source`` is our checkpoint directory, an official GR00T N1 directory, a preset
     name (random weights) or ``tcp://HOST:PORT`` (a ``gr00t-rlhf serve policy`` server). ``reward_model``
     and ``num_candidates`` > 1 turn on best-of-N (the reward model is loaded only then). A remote runtime
@@ -381,8 +382,8 @@ def open_policy(source: str, reward_model=None, num_candidates: int = 1, device:
     sampling (None: the checkpoint's ``default_condition`` / ``default_guidance``); a plain policy given a
     condition is refused; a remote one samples as its server was started (``serve policy --condition
     --guidance``), so there they must be None or the server's. InferenceError with one line naming the
-    source on any failure. ``fast`` (CUDA only): the model's whole inference fast path (default) or, False,
-    the CUDA graphs alone; a CPU runs eagerly either way."""
+    source on any failure. ``fast`` (CUDA only): True opts in to the model's whole inference fast path; False
+    (default) the CUDA graphs alone; a CPU runs eagerly either way."""
     source = str(source)
     if source.startswith(REMOTE_PREFIX):
         from .client import RemotePolicy
@@ -393,9 +394,9 @@ def open_policy(source: str, reward_model=None, num_candidates: int = 1, device:
 
 
 def open_reward(source: str, device: str = "auto", cuda_graphs: bool = True, timeout_s: float = 1.0,
-                tokenizer=None, connect_timeout_s: float = 10.0, fast: bool = True):
+                tokenizer=None, connect_timeout_s: float = 10.0, fast: bool = False):
     """A reward runtime: a reward checkpoint directory or ``tcp://HOST:PORT`` (``gr00t-rlhf serve reward``).
-    ``fast`` (CUDA only): the reward model's whole fast path (default) or, False, the CUDA graphs alone."""
+    ``fast`` (CUDA only): True opts in to the reward model's whole fast path; False (default) the CUDA graphs alone."""
     source = str(source)
     if source.startswith(REMOTE_PREFIX):
         from .client import RemoteReward
