@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .checkpoint import read_official, read_policy, save_checkpoint
-from .configuration import ModelConfig, preset
+from .configuration import DataConfig, ModelConfig, preset
 from .cuda_graph import PLAIN, FastPath, GraphedFunction, backbone_layers, set_compiled, weights_guard
 from .gpu_preprocess import DevicePreprocessor, FastInputs
 from .gr00t_n1 import Gr00tN1
@@ -89,9 +89,14 @@ class Gr00tPolicy:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, tokenizer=None, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, embodiment_tag: str | None = None) -> "Gr00tPolicy":
-        """Load our checkpoint (``gr00t_rlhf.json``) or an official GR00T N1 directory (``config.json``)."""
-        return cls(*read_policy(path, tokenizer=tokenizer, device=device, dtype=dtype, embodiment_tag=embodiment_tag))
+                        dtype: torch.dtype | None = None, embodiment_tag: str | None = None,
+                        data_config: DataConfig | None = None) -> "Gr00tPolicy":
+        """Load our checkpoint (``gr00t_rlhf.json``) or an official GR00T N1 directory (``config.json``).
+
+        ``data_config`` (official directories only; ours carry theirs): the keys, order and modes taken from
+        its ``experiment_cfg/metadata.json`` (``checkpoint.read_policy``); None: every key, in the file's order."""
+        return cls(*read_policy(path, tokenizer=tokenizer, device=device, dtype=dtype, embodiment_tag=embodiment_tag,
+                                data_config=data_config))
 
     def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
         return save_checkpoint(path, "policy", self.model, self.processor, self.feedback_vocabulary, extra=extra)
