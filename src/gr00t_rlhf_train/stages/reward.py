@@ -35,6 +35,7 @@ import torch
 
 from ..data.cache import FrameCache, parse_episodes
 from ..data.samples import RewardClips, collate, model_inputs, split_episodes
+from ..model.configuration import ConfigError, DataConfig, add_data_config_arguments, data_config_from_args
 from .feature_cache import CachedClips, FrameFeatures
 from .losses import ClassBalance, RewardLoss, balanced_indices
 from .loop import TrainConfig, TrainResult, is_main_process, main_process_first, process_device, train
@@ -95,10 +96,21 @@ class RewardConfig:
     best_metric: str | None = None     # default auroc (0/1 targets) or pearson (scores)
     val_max_samples: int = 2000        # validation clips (evenly spaced over the validation samples)
     train: dict = field(default_factory=dict)   # TrainConfig fields (steps, batch_size, lr, ...)
+    # the state/action/video keys, their order and modes (--data-config, --*-keys, --*-mode; as train sft);
+    # default: every key of the data's meta/modality.json in its order, min_max
+    data_config: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> RewardConfigError:
             return RewardConfigError(f"train reward: {name} = {getattr(self, name)!r}: {why}")
+
+        if isinstance(self.data_config, dict):
+            try:
+                self.data_config = DataConfig(**self.data_config)
+            except (ConfigError, TypeError) as e:
+                raise bad("data_config", str(e)) from None
+        if not isinstance(self.data_config, DataConfig):
+            raise bad("data_config", "must be a DataConfig or a mapping of its fields")
 
         if not str(self.data):
             raise bad("data", "give a dataset or frame cache directory")
@@ -249,8 +261,12 @@ def check_horizon(cache: FrameCache, horizon: int, episodes: list[int]) -> None:
 
 def labels_of(clips: RewardClips) -> tuple[np.ndarray, np.ndarray]:
     """-> (targets [N], episodes [N]) of every sample, without decoding a picture."""
-    view = RewardClips(clips.cache, clips.episodes, horizon=1, stride=clips.stride, target=clips.target,
-                       decode=False)
+    return labels_over(clips.cache, clips.episodes, clips.stride, clips.target)
+
+
+def labels_over(cache: FrameCache, episodes: list[int], stride: int, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """-> (targets [N], episodes [N]) of the training samples of ``episodes``, without decoding a picture."""
+    view = RewardClips(cache, episodes, horizon=1, stride=stride, target=target, decode=False)
     items = [view[i] for i in range(len(view))]
     return (np.array([s["target"] for s in items], np.float64), np.array([s["episode"] for s in items], np.int64))
 
@@ -309,13 +325,20 @@ def batch_seed(batch: dict, seed: int) -> int:
 
 # -- model -------------------------------------------------------------------------------------
 def build_model(cfg: RewardConfig, cache: FrameCache, stats: dict, head_cfg):
-    """A RewardModel from a preset (random weights) or a policy checkpoint, with the data's modality and
-    the TRAIN statistics."""
+    """A RewardModel from a preset (random weights) or a policy checkpoint, with the data's modality (the keys,
+    order and modes ``cfg.data_config`` selects, as ``train sft``: ``sft.modality_for``) and the TRAIN
+    statistics; its config's ``data`` is the run's data config (``sft.model_data_config``)."""
+    from ..model.configuration import preset
     from ..model.policy import Gr00tPolicy
     from ..model.processor import Gr00tProcessor, ModalityConfig
     from ..model.reward_model import RewardModel
+    from .sft import model_data_config, modality_source
 
-    modality = ModalityConfig(**cache.modality_dims())
+    try:
+        layout = cfg.data_config.resolve(cache.modality_dims(), modality_source(cache))
+    except ConfigError as e:
+        raise RewardConfigError(f"train reward: {e}") from None
+    modality = ModalityConfig(**layout)
     if cfg.init:
         from ..model.checkpoint import CheckpointError
         try:
@@ -323,9 +346,12 @@ def build_model(cfg: RewardConfig, cache: FrameCache, stats: dict, head_cfg):
         except (CheckpointError, FileNotFoundError) as e:
             raise RewardConfigError(f"train reward: init = {cfg.init!r}: {str(e).splitlines()[0]}") from None
         old = policy.processor
+        old.model_config.data = model_data_config(cfg.data_config, old.model_config.data)
         policy.processor = Gr00tProcessor(old.model_config, modality, stats, old.tokenizer)
     else:
-        policy = Gr00tPolicy.from_config(cfg.preset, modality=modality, stats=stats, seed=cfg.train.get("seed", 0))
+        config = preset(cfg.preset)
+        config.data = model_data_config(cfg.data_config, None)
+        policy = Gr00tPolicy.from_config(config, modality=modality, stats=stats, seed=cfg.train.get("seed", 0))
     tuning = cfg.tuning or ("lora" if cfg.init else "full")
     return RewardModel.from_policy(policy, head_cfg, tuning=tuning, lora_rank=cfg.lora_rank)
 
@@ -473,12 +499,7 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
     if cfg.action_horizon and not cache.modality.get("action"):
         raise RewardConfigError(f"train reward: action_horizon = {cfg.action_horizon}: the data {cache.path} "
                                 "has no action columns")
-    train_clips = RewardClips(cache, train_eps, horizon=cfg.horizon, stride=cfg.stride, target=cfg.target,
-                              action_horizon=cfg.action_horizon)
-    val_clips = RewardClips(cache, val_eps, horizon=cfg.horizon, stride=1, target=cfg.target,
-                            action_horizon=cfg.action_horizon)
-
-    targets, _ = labels_of(train_clips)
+    targets, _ = labels_over(cache, train_eps, cfg.stride, cfg.target)
     binary = bool(np.all((targets == 0) | (targets == 1)))
     threshold = cfg.threshold if cfg.threshold is not None else (0.5 if binary else 0.0)
     if not (targets > threshold).any() or (targets > threshold).all():
@@ -495,6 +516,11 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
     head_cfg = cfg.head_config("logit" if loss.output_kind == "logit" else "value", reward_range)
     stats = train_stats(cache, train_eps)
     model = build_model(cfg, cache, stats, head_cfg)
+    action_keys = list(model.processor.modality.action)             # the model's action order (data config)
+    train_clips = RewardClips(cache, train_eps, horizon=cfg.horizon, stride=cfg.stride, target=cfg.target,
+                              action_horizon=cfg.action_horizon, action_keys=action_keys)
+    val_clips = RewardClips(cache, val_eps, horizon=cfg.horizon, stride=1, target=cfg.target,
+                            action_horizon=cfg.action_horizon, action_keys=action_keys)
 
     balance = ClassBalance.from_labels(targets) if cfg.class_balance == "weights" else None
     best_metric = cfg.best_metric or ("auroc" if binary else "pearson")
@@ -585,22 +611,22 @@ def add_parser(sub) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=typ, default=default, help=f"(default {default})")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing OUT/last")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even where CUDA is available")
+    add_data_config_arguments(p)
     p.set_defaults(func=run_cli)
 
 
 def config_from_args(args) -> RewardConfig:
-    own = {f.name for f in fields(RewardConfig)} - {"data", "out_dir", "train", "use_state", "augment"}
+    own = {f.name for f in fields(RewardConfig)} - {"data", "out_dir", "train", "use_state", "augment", "data_config"}
     kw = {k: getattr(args, k) for k in own if hasattr(args, k)}
     train_kw = {name: getattr(args, name) for name, _ in TRAIN_FLAGS}
     train_kw.update(resume=not args.no_resume, cpu=args.cpu)
     return RewardConfig(data=args.data, out_dir=args.out, use_state=not args.no_state, augment=not args.no_augment,
-                        train=train_kw, **kw)
+                        train=train_kw, data_config=data_config_from_args(args), **kw)
 
 
 def run_cli(args) -> int:
     import sys
 
-    from ..model.configuration import ConfigError
     from .loop import TrainConfigError
     from .losses import LossConfigError
     try:

@@ -323,7 +323,7 @@ def training_scores(cfg: RLConfig, rm, caches, episodes: list[list[int]], out: P
     for src, (cache, eps) in enumerate(zip(caches, episodes)):
         try:
             clips = RewardClips(cache, eps, horizon=rm.head_config.horizon, target=None, rows=cfg.rows,
-                                action_horizon=k)
+                                action_horizon=k, action_keys=list(rm.processor.modality.action))
         except ValueError as e:
             raise RLConfigError(f"--reward-model {cfg.reward_model} on {cache.path}: {e}") from None
         view = RewardClips(cache, eps, horizon=1, target=None, rows=cfg.rows, decode=False)
@@ -564,7 +564,8 @@ def train_rl(cfg: RLConfig, progress: bool = True) -> RLResult:
         if rm.head_config.action_horizon:
             clip_ds = torch.utils.data.ConcatDataset(
                 [RewardClips(c, e, horizon=rm.head_config.horizon, target=None, rows=cfg.rows,
-                             action_horizon=rm.head_config.action_horizon) for c, e in zip(caches, vals) if e])
+                             action_horizon=rm.head_config.action_horizon,
+                             action_keys=list(rm.processor.modality.action)) for c, e in zip(caches, vals) if e])
             reward_eval = make_reward_evaluate(rm, val_ds, clip_ds, policy.processor, tc.batch_size,
                                                min(cfg.val_samples, 64), tc.seed)
 

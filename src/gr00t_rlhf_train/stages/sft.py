@@ -8,12 +8,14 @@
 
 What it does: each ``--data`` is a frame cache or a LeRobot dataset (turned into a cache under
 ``--cache-dir`` once, then reused); the modality keys come from the data (state and action names and
-widths, the camera), embodiment ``new_embodiment``. Per dataset, the ``--holdout`` episodes are never
-read for training; validation episodes are carved from the others (``split_episodes``, seeded) and
-give ``val_loss`` (the flow-matching loss with fixed noise and flow times, so evaluations compare)
-and ``val_action_mse`` (4-step sampled chunks vs the recorded ones, robot units). The normalisation
-statistics are computed from the TRAIN episodes only and stored in every checkpoint. The model
-starts from a preset (random weights) or a checkpoint (ours or an official GR00T N1 directory).
+widths, the camera) as the data config selects and orders them (``--data-config NAME|FILE``,
+``--state-keys`` ...: the official data config's role; default every key of ``meta/modality.json`` in its
+order, min_max), embodiment ``new_embodiment``; the checkpoint keeps it as ``model.data``. Per dataset,
+the ``--holdout`` episodes are never read for training; validation episodes are carved from the others
+(``split_episodes``, seeded) and give ``val_loss`` (the flow-matching loss with fixed noise and flow
+times, so evaluations compare) and ``val_action_mse`` (4-step sampled chunks vs the recorded ones, robot
+units). The normalisation statistics are computed from the TRAIN episodes only and stored in every
+checkpoint. The model starts from a preset (random weights) or a checkpoint (ours or an official GR00T N1 directory).
 
 What is tuned (GR00T's fine-tuning defaults: vision and LLM frozen, projector and DiT tuned):
 ``tune_visual``: the SigLIP tower and the vision->LLM projector ``mlp1``; ``tune_llm``: the LLM;
@@ -28,6 +30,7 @@ Checkpoints: ``out/last`` and ``out/best`` (lowest ``val_loss``) are policy chec
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -36,6 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from gr00t_rlhf_train.model.configuration import DataConfig, add_data_config_arguments, data_config_from_args
 
 if TYPE_CHECKING:
     from .loop import TrainConfig
@@ -71,8 +76,15 @@ class SFTConfig:
     lora_rank: int = 0                        # > 0: LoRA on the tuned LLM / vision instead of full tuning
     lora_alpha: int | None = None             # default 2 x rank
     augment: bool = True                      # random 95 % crop in training (centre crop otherwise)
+    # which state/action/video keys, in which order, and their normalisation modes (--data-config, --*-keys,
+    # --*-mode); the default takes every key of the data's meta/modality.json in its order, min_max
+    data_config: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.data_config, dict):
+            self.data_config = DataConfig(**self.data_config)
+        if not isinstance(self.data_config, DataConfig):
+            raise SFTConfigError(f"data_config = {self.data_config!r}: must be a DataConfig or a mapping of its fields")
         if not self.data:
             raise SFTConfigError("--data: give at least one dataset or frame cache")
         if self.checkpoint is None and self.preset not in PRESETS:
@@ -152,8 +164,15 @@ def open_data(sources: list[str], cache_dir: Path, size: int, progress: bool = T
     return caches
 
 
-def modality_for(caches: list):
-    """The ModalityConfig of the data (all sources must agree), embodiment new_embodiment."""
+def modality_source(cache) -> str:
+    """Where a cache's modality comes from, for messages: ``<dataset>/meta/modality.json``."""
+    return f"{cache.meta.get('source') or cache.path}/meta/modality.json"
+
+
+def modality_for(caches: list, data_config: DataConfig | None = None):
+    """The ModalityConfig of the data (all sources must agree), embodiment new_embodiment: the keys, order
+    and modes ``data_config.resolve`` selects (default: every key of modality.json in its order, min_max).
+    A key the data lacks is a one-line ConfigError naming it and the dataset's modality.json."""
     from gr00t_rlhf_train.model.checkpoint import EMBODIMENT_IDS
     from gr00t_rlhf_train.model.processor import ModalityConfig
 
@@ -161,12 +180,13 @@ def modality_for(caches: list):
     for c in caches[1:]:
         if c.modality_dims() != dims:
             raise SFTConfigError(f"--data {c.path}: modality {c.modality_dims()} differs from {caches[0].path}'s {dims}")
-    return ModalityConfig(video=dims["video"], state=dims["state"], action=dims["action"],
-                          embodiment_tag="new_embodiment", embodiment_id=EMBODIMENT_IDS["new_embodiment"])
+    layout = (data_config or DataConfig()).resolve(dims, modality_source(caches[0]))
+    return ModalityConfig(**layout, embodiment_tag="new_embodiment", embodiment_id=EMBODIMENT_IDS["new_embodiment"])
 
 
 def train_stats(caches: list, episodes: list[list[int]], modality, rows: str) -> dict:
-    """min/max/mean/std/q01/q99 per state and action key over the sample rows of the TRAIN episodes."""
+    """min/max/mean/std/q01/q99 per state and action key of ``modality`` over the sample rows of the TRAIN
+    episodes (the keys the data config selected; the data's other columns are not read)."""
     groups = {"state": [], "action": []}
     for cache, eps in zip(caches, episodes):
         for e in eps:
@@ -178,13 +198,15 @@ def train_stats(caches: list, episodes: list[list[int]], modality, rows: str) ->
     for group, arrays in groups.items():
         x = np.concatenate(arrays).astype(np.float64)                       # [N, D]
         out[group] = {}
-        for name, (s, e) in caches[0].modality[group].items():
+        for name in getattr(modality, group):
+            if name not in caches[0].modality[group]:
+                raise SFTConfigError(f"{group}.{name} is not a {group} key of {modality_source(caches[0])} "
+                                     f"(its keys: {sorted(caches[0].modality[group])})")
+            s, e = caches[0].modality[group][name]
             v = x[:, s:e]
             out[group][name] = {"min": v.min(0).tolist(), "max": v.max(0).tolist(), "mean": v.mean(0).tolist(),
                                 "std": v.std(0).tolist(), "q01": np.quantile(v, 0.01, axis=0).tolist(),
                                 "q99": np.quantile(v, 0.99, axis=0).tolist()}
-        if set(out[group]) != set(getattr(modality, group)):
-            raise SFTConfigError(f"{group} keys {sorted(out[group])} do not match the modality {sorted(getattr(modality, group))}")
     return out
 
 
@@ -243,18 +265,32 @@ def vision_size(cfg: SFTConfig) -> int:
                          "(official GR00T N1)")
 
 
+def model_data_config(data_config: DataConfig, start: DataConfig | None) -> DataConfig:
+    """The DataConfig saved with the trained model (``model.data`` of its JSON): the run's keys and modes;
+    the normalisation semantics of the starting checkpoint (``start``: its weights were trained under them,
+    e.g. ``legacy`` for an old checkpoint), the run's own (official) from a preset (``start`` None)."""
+    if start is None:
+        return data_config
+    return dataclasses.replace(data_config, normalization=start.normalization)
+
+
 def build_policy(cfg: SFTConfig, modality, stats: dict):
-    """The starting policy with the data's modality and statistics."""
+    """The starting policy with the data's modality and statistics; ``policy.config.data`` is the run's data
+    config (``model_data_config``)."""
     from gr00t_rlhf_train.model.checkpoint import CheckpointError
+    from gr00t_rlhf_train.model.configuration import preset
     from gr00t_rlhf_train.model.policy import Gr00tPolicy, load_policy
     from gr00t_rlhf_train.model.processor import Gr00tProcessor
 
     if cfg.checkpoint is None:
-        return Gr00tPolicy.from_config(cfg.preset, modality=modality, stats=stats, seed=cfg.train.seed)
+        config = preset(cfg.preset)
+        config.data = model_data_config(cfg.data_config, None)
+        return Gr00tPolicy.from_config(config, modality=modality, stats=stats, seed=cfg.train.seed)
     try:
         policy = load_policy(cfg.checkpoint, tokenizer=cfg.tokenizer)
     except CheckpointError as e:
         raise SFTConfigError(f"--checkpoint {cfg.checkpoint}: {' '.join(str(e).split())}") from None
+    policy.config.data = model_data_config(cfg.data_config, policy.config.data)
     policy.processor = Gr00tProcessor(policy.config, modality, stats, policy.processor.tokenizer)
     return policy
 
@@ -367,7 +403,7 @@ def run_sft(cfg: SFTConfig, progress: bool = True) -> SFTSummary:
     progress = progress and is_main_process()
     with main_process_first(cfg.train):           # several processes: the main one builds a dataset's cache
         caches = open_data(cfg.data, Path(cfg.cache_dir) if cfg.cache_dir else out / "cache", size, progress)
-    modality = modality_for(caches)
+    modality = modality_for(caches, cfg.data_config)
     trains, vals, tests = split_all(caches, cfg.holdout, cfg.val_fraction, cfg.train.seed)
     stats = train_stats(caches, trains, modality, cfg.rows)
     policy = build_policy(cfg, modality, stats)
@@ -459,6 +495,7 @@ def add_parser(sub) -> None:
     src.add_argument("--preset", default="tiny", help=f"start from a preset with random weights: {', '.join(PRESETS)}")
     src.add_argument("--checkpoint", help="start from a checkpoint: ours (gr00t_rlhf.json) or official GR00T N1")
     add_policy_data_arguments(p, "tokenizer for an official checkpoint (a directory or a cached name)")
+    add_data_config_arguments(p)
     add_train_arguments(p)
     p.set_defaults(func=cmd_sft)
 
@@ -494,7 +531,7 @@ def cmd_sft(args) -> int:
                         val_samples=args.val_samples, rows=args.rows, tune_visual=args.tune_visual,
                         tune_llm=args.tune_llm, tune_projector=args.tune_projector,
                         tune_diffusion_model=args.tune_diffusion_model, lora_rank=args.lora_rank,
-                        augment=not args.no_augment)
+                        augment=not args.no_augment, data_config=data_config_from_args(args))
         summary = run_sft(cfg)
     except (SFTConfigError, TrainConfigError, DatasetError, ValueError, FloatingPointError) as e:
         print(f"error: train sft: {' '.join(str(e).split())}", file=sys.stderr)
