@@ -103,25 +103,9 @@ class FastInputs:
         """Observation (single or batched, as ``Gr00tProcessor.__call__`` takes it) -> (CPU tensors
         input_ids, attention_mask [B, L], state [B, 1, max_state_dim], embodiment_id [B]; uint8 frames
         [B*V, H, W, 3] sample-major; unpadded)."""
-        from .processor import LANGUAGE_KEYS
-
         proc = self.processor
-        lang_key = next((k for k in LANGUAGE_KEYS if k in obs), None)
-        if lang_key is None:
-            raise KeyError(f"observation lacks an instruction ({' or '.join(LANGUAGE_KEYS)}); keys: {sorted(obs)}")
-        language = obs[lang_key]
-        batched = not isinstance(language, str)
-        instructions = list(language) if batched else [language]
+        instructions, batched, views = proc.split_observation(obs)
         b = len(instructions)
-        views = []
-        for name in proc.modality.video:
-            key = f"video.{name}"
-            if key not in obs:
-                raise KeyError(f"observation lacks {key!r}; keys: {sorted(obs)}")
-            a = np.asarray(obs[key])
-            if a.dtype != np.uint8 or a.shape[-1] != 3 or a.ndim not in (3, 4, 5):
-                raise ValueError(f"observation[{key!r}]: expected uint8 RGB frames [..., H, W, 3], got {a.dtype} {a.shape}")
-            views.append(a.reshape(b, -1, *a.shape[-3:])[:, -1])                       # [B, H, W, 3]
         v = len(views)
         frames = views[0] if v == 1 else np.stack(views, axis=1).reshape(b * v, *views[0].shape[1:])  # [B*V, H, W, 3]
         batch, unpadded = self.tokens(instructions, v)

@@ -317,25 +317,29 @@ class Gr00tProcessor:
         return out
 
     # -- the whole batch --------------------------------------------------------------------
-    def __call__(self, obs: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Observation (single or batched) -> tensors; with ``action.*`` keys (chunks [B, T, dim]) also the
-        normalised ``action`` [B, horizon, action_dim] and ``action_mask`` for training."""
+    def split_observation(self, obs: dict) -> tuple[list[str], bool, list[np.ndarray]]:
+        """-> (instructions, batched, the newest uint8 frame of each camera [B, H, W, 3] in modality order) of
+        an observation (single or batched); KeyError / ValueError naming a missing or malformed key."""
         lang_key = next((k for k in LANGUAGE_KEYS if k in obs), None)
         if lang_key is None:
             raise KeyError(f"observation lacks an instruction ({' or '.join(LANGUAGE_KEYS)}); keys: {sorted(obs)}")
         language = obs[lang_key]
         batched = not isinstance(language, str)
         instructions = list(language) if batched else [language]
-        b = len(instructions)
-
         frames = []
         for name in self.modality.video:
             key = f"video.{name}"
             if key not in obs:
                 raise KeyError(f"observation lacks {key!r}; keys: {sorted(obs)}")
             a = _frames(obs[key], key)
-            a = a.reshape(b, -1, *a.shape[-3:])                 # [B, T, H, W, 3]
-            frames.append(a[:, -1])                              # newest frame per camera, [B, H, W, 3]
+            frames.append(a.reshape(len(instructions), -1, *a.shape[-3:])[:, -1])   # newest frame, [B, H, W, 3]
+        return instructions, batched, frames
+
+    def __call__(self, obs: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Observation (single or batched) -> tensors; with ``action.*`` keys (chunks [B, T, dim]) also the
+        normalised ``action`` [B, horizon, action_dim] and ``action_mask`` for training."""
+        instructions, batched, frames = self.split_observation(obs)
+        b = len(instructions)
         per_sample = np.stack(frames, axis=1)                    # [B, V, H, W, 3]
         v = per_sample.shape[1]
         if self.modality.processor_format == LEGACY_FORMAT:       # one random crop per camera for the batch
