@@ -69,19 +69,11 @@ def test_save_load_gives_identical_outputs(tiny_policy, observation, tmp_path):
 
 
 def test_from_pretrained_passes_the_data_config_to_an_official_directory(tiny_policy, tmp_path, monkeypatch):
-    import json
+    from test_model_semantics_wiring import official_dir
 
-    from safetensors.torch import save_file
-    from test_model_semantics_wiring import _metadata_dir
-
-    from gr00t_rlhf_train.model import checkpoint
     from gr00t_rlhf_train.model.configuration import DataConfig
 
-    monkeypatch.setattr(checkpoint, "config_from_official", lambda cfg: tiny_policy.model.config)
-    d = _metadata_dir(tmp_path)
-    (d / "config.json").write_text(json.dumps({"model_type": "gr00t_n1"}))
-    save_file({k: v.detach().clone().contiguous() for k, v in tiny_policy.model.state_dict().items()},
-              str(d / "model.safetensors"))
+    d = official_dir(tiny_policy, tmp_path, monkeypatch)
     dc = DataConfig(state_keys=["state.gripper", "state.arm"], action_keys=["action.arm"], state_mode="q99")
     policy = Gr00tPolicy.from_pretrained(d, tokenizer="tiny", data_config=dc)
     assert policy.config.data == dc and list(policy.processor.modality.state) == ["gripper", "arm"]

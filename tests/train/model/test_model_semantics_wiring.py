@@ -52,6 +52,19 @@ def _metadata_dir(tmp_path):
     return d
 
 
+def official_dir(policy, tmp_path, monkeypatch):
+    """An official-layout directory (config.json, model.safetensors, metadata.json) holding ``policy``'s weights;
+    ``config_from_official`` is pointed at ``policy``'s configuration."""
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr(checkpoint, "config_from_official", lambda cfg: policy.model.config)
+    d = _metadata_dir(tmp_path)
+    (d / "config.json").write_text(json.dumps({"model_type": "gr00t_n1"}))
+    save_file({k: v.detach().clone().contiguous() for k, v in policy.model.state_dict().items()},
+              str(d / "model.safetensors"))
+    return d
+
+
 def test_official_metadata_follows_the_data_config(tmp_path):
     d = _metadata_dir(tmp_path)
     modality, stats = checkpoint.official_metadata(d, None)          # default: the file's keys and order
@@ -68,13 +81,7 @@ def test_official_metadata_follows_the_data_config(tmp_path):
 
 
 def test_read_official_takes_the_data_config(tiny_policy, tmp_path, monkeypatch):
-    from safetensors.torch import save_file
-
-    monkeypatch.setattr(checkpoint, "config_from_official", lambda cfg: tiny_policy.model.config)
-    d = _metadata_dir(tmp_path)
-    (d / "config.json").write_text(json.dumps({"model_type": "gr00t_n1"}))
-    save_file({k: v.detach().clone().contiguous() for k, v in tiny_policy.model.state_dict().items()},
-              str(d / "model.safetensors"))
+    d = official_dir(tiny_policy, tmp_path, monkeypatch)
     dc = DataConfig(state_keys=["state.gripper", "state.arm"], action_keys=["action.arm"])
     _, proc = checkpoint.read_official(d, tokenizer="tiny", data_config=dc)
     assert proc.model_config.data == dc and proc.semantics == "official"
