@@ -16,8 +16,8 @@ each epoch is a fresh permutation, split across processes, batches that do not f
 a resumed run skips the micro-batches already consumed (augmentation drawn in DataLoader workers is
 seeded by the micro-batch the loader starts at, so after a resume it differs; with num_workers=0 it is
 exact). Training runs through ``accelerate`` (bf16 autocast on CUDA with ``precision="auto"``, fp32
-on the CPU; DDP under ``accelerate launch``, see docs/training.md "Throughput and multi-GPU"; FSDP and
-DeepSpeed are refused with a one-line error: the checkpoint code needs gathered state dicts first).
+on the CPU; DDP under ``accelerate launch``, or FSDP with ``config/accelerate/fsdp.yaml`` or ``fsdp=True``:
+``sharding.py``; see docs/training.md "Throughput and multi-GPU"; DeepSpeed is refused with a one-line error).
 
 Loading: ONE DataLoader over an endless batch sampler, so the ``num_workers`` worker processes start
 once and keep ``prefetch_factor`` batches each ready across epoch boundaries; batches are pinned and
@@ -91,6 +91,8 @@ class TrainConfig:
     cpu: bool = False                 # force the CPU even where CUDA is available
     find_unused_parameters: bool = False  # DDP option for models with conditionally used parameters
     prefetch_factor: int = 4          # batches each worker keeps ready (num_workers > 0)
+    fsdp: bool = False                # shard weights, gradients and optimizer state across processes (FSDP2);
+                                      # also on under an accelerate FSDP config (ACCELERATE_USE_FSDP)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> TrainConfigError:
@@ -478,7 +480,7 @@ def _config_changes(directory: Path, cfg: TrainConfig) -> list[str]:
     old = json.loads(f.read_text())
     new = cfg.to_dict()
     return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new
-            if k not in ("resume", "num_workers", "prefetch_factor", "out_dir") and k in old and old[k] != new[k]]
+            if k not in ("resume", "num_workers", "prefetch_factor", "out_dir", "fsdp") and k in old and old[k] != new[k]]
 
 
 def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
@@ -489,13 +491,21 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
     ``prepare_fn(batch) -> batch``: host preparation that needs the model (it cannot run in DataLoader
     workers), run in a background thread ahead of the step (``Prefetched``); ``loss_fn`` gets its result."""
     import threading
+    from contextlib import nullcontext
+
     from accelerate import Accelerator
+    from accelerate.optimizer import AcceleratedOptimizer
     from accelerate.utils import DistributedDataParallelKwargs, send_to_device
     from tqdm.auto import tqdm
+
+    from .sharding import Sharded, clip_grad_norm, wants_fsdp
 
     t0 = time.time()
     out = Path(cfg.out_dir)
     _reject_existing(out, cfg)
+    if wants_fsdp(cfg.fsdp) and cfg.mixed_precision == "fp16":
+        raise TrainConfigError("TrainConfig.precision = 'fp16': not supported with FSDP (no loss scaling of "
+                               "sharded gradients); use bf16 or auto")
     world = world_size()
     if world == 1:
         # one process: a second train() in it (a notebook, the tests) may use another precision; accelerate
@@ -507,10 +517,10 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                       cpu=use_cpu(cfg), kwargs_handlers=[DistributedDataParallelKwargs(
                           find_unused_parameters=cfg.find_unused_parameters, gradient_as_bucket_view=True)])
-    if acc.distributed_type.name in ("FSDP", "DEEPSPEED"):
-        raise TrainConfigError(f"accelerate {acc.distributed_type.name}: not supported by the training loop yet (its "
-                               "checkpoints and resumable state need gathered full state dicts); full fine-tuning of "
-                               "the 2B model fits an 80 GB GPU per process: use DDP (config/accelerate/ddp.yaml)")
+    if acc.distributed_type.name == "DEEPSPEED":
+        raise TrainConfigError("accelerate DEEPSPEED: not supported by the training loop; use DDP "
+                               "(config/accelerate/ddp.yaml) or FSDP (config/accelerate/fsdp.yaml)")
+    fsdp = wants_fsdp(cfg.fsdp) and acc.num_processes > 1        # one process: nothing to shard
     if acc.num_processes != world:
         raise TrainConfigError(f"launched as {world} processes (WORLD_SIZE) but accelerate formed a group of "
                                f"{acc.num_processes} ({acc.distributed_type}): check the accelerate config")
@@ -520,13 +530,21 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
     torch.manual_seed(cfg.seed + acc.process_index)
     np.random.seed((cfg.seed + acc.process_index) % 2**32)
 
+    shard = Sharded(model, acc) if fsdp else None      # the main process's replica: copied before sharding
     model.to(acc.device)
     model.train()
     groups = param_groups(model, trainable_parameters, cfg.weight_decay)
     for g in groups:
         g["lr"] = cfg.lr * g["lr_scale"] * lr_factor(cfg, 0)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    wrapped, optimizer = acc.prepare(_LossModule(model, loss_fn), optimizer)
+    if shard is None:
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        wrapped, optimizer = acc.prepare(_LossModule(model, loss_fn), optimizer)
+    else:       # FSDP: sharded by sharding.py, not by accelerate (one code path on GPUs and, with gloo, the CPU)
+        wrapped = shard.wrap(_LossModule(model, loss_fn))
+        optimizer = AcceleratedOptimizer(torch.optim.AdamW(shard.param_groups(groups), lr=cfg.lr, betas=cfg.betas,
+                                                           weight_decay=cfg.weight_decay), device_placement=False)
+    # evaluation and checkpoints see the unsharded model: the model itself, or (FSDP) the synced replica
+    saved_model = model if shard is None else shard.replica
 
     step, best, best_step, resumed = 0, None, None, 0
     previous = ts.resolve_dir(out / "last") if cfg.resume else None
@@ -534,7 +552,8 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
         changes = _config_changes(previous, cfg)
         if changes and main:
             print(f"resuming from {previous} with a changed config: {'; '.join(changes)}", file=sys.stderr)
-        trainer = ts.read_state(previous, model, optimizer.optimizer, acc.process_index)
+        trainer = ts.read_state(previous, model, optimizer.optimizer, acc.process_index,
+                                load=None if shard is None else lambda w, o: shard.load(w, optimizer.optimizer, o))
         step, best, best_step = int(trainer["step"]), trainer.get("best"), trainer.get("best_step")
         resumed = step
         if main:
@@ -545,12 +564,15 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
         target = out / name
         tmp = ts.staging_dir(target) if main else target.with_name(target.name + ".tmp")
         acc.wait_for_everyone()
+        if shard is not None:
+            shard.sync_replica()                    # collective
         if main and save is not None:
-            save(model, tmp)
+            save(saved_model, tmp)
         if main:
             (tmp / ts.CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=1))
         if name == "last":
-            ts.write_state(tmp, model, optimizer.optimizer, {"step": step, "best": best, "best_step": best_step} | extra,
+            opt_state = optimizer.optimizer.state_dict() if shard is None else shard.optimizer_state(optimizer.optimizer)
+            ts.write_state(tmp, saved_model, opt_state, {"step": step, "best": best, "best_step": best_step} | extra,
                            acc.process_index, main, rng)
         elif main:
             (tmp / "best.json").write_text(json.dumps({"step": step, "metric": cfg.best_metric, "value": best} | extra))
@@ -566,16 +588,19 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
         if evaluate is None:
             return {}
         payload: list = [None]
+        if shard is not None:
+            shard.sync_replica()                    # collective
         if main:
-            model.eval()
-            try:
-                with prep_lock, torch.no_grad(), acc.autocast():       # the training precision
-                    payload = [{k: float(v) for k, v in evaluate(model).items()}]
-            except Exception as e:                          # noqa: BLE001 - re-raised on every process below
-                payload = [f"{type(e).__name__}: {e}"]
-                if acc.num_processes == 1:
-                    raise
-            model.train()
+            with (shard.replica_on(acc.device) if shard is not None else nullcontext(model)) as target:
+                target.eval()
+                try:
+                    with prep_lock, torch.no_grad(), acc.autocast():       # the training precision
+                        payload = [{k: float(v) for k, v in evaluate(target).items()}]
+                except Exception as e:                          # noqa: BLE001 - re-raised on every process below
+                    payload = [f"{type(e).__name__}: {e}"]
+                    if acc.num_processes == 1:
+                        raise
+                target.train()
         if acc.num_processes > 1:
             from accelerate.utils import broadcast_object_list
             broadcast_object_list(payload, from_process=0)
@@ -623,8 +648,9 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
                                                  f"(= {cfg.lr}) or check the data")
                     acc.backward(loss)
                     if acc.sync_gradients and cfg.max_grad_norm > 0:
-                        grad_norm = acc.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                                        cfg.max_grad_norm)
+                        params = [p for g in optimizer.param_groups for p in g["params"]]
+                        grad_norm = acc.clip_grad_norm_(params, cfg.max_grad_norm) if shard is None else \
+                            clip_grad_norm(params, cfg.max_grad_norm)
                         window_logs.setdefault("grad_norm", []).append(float(grad_norm))
                     if acc.sync_gradients:
                         updating = True

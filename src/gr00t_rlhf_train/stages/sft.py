@@ -34,7 +34,7 @@ import dataclasses
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,7 +128,8 @@ class SFTSummary:
     policy: object = field(default=None, repr=False)   # the trained policy (in memory; not in summary.json)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "policy"}
+        # without copying the policy (asdict deep-copies; an FSDP-sharded model cannot be copied)
+        return {k: v for k, v in asdict(replace(self, policy=None)).items() if k != "policy"}
 
     def lines(self) -> list[str]:
         def f(v):

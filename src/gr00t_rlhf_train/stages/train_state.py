@@ -79,27 +79,42 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_trainable(model: nn.Module, file: Path) -> None:
-    """Copy the saved trainable parameters and buffers into ``model`` (names and shapes must match)."""
+def trainable_shapes(model: nn.Module) -> dict[str, tuple]:
+    """Names and (global) shapes of what ``trainable_state`` saves, without copying (works on sharded models)."""
+    out = {n: tuple(p.shape) for n, p in model.named_parameters() if p.requires_grad}
+    names = {n for n, _ in model.named_parameters()}
+    for n, b in model.state_dict().items():
+        if n not in names and torch.is_tensor(b):
+            out[n] = tuple(b.shape)
+    return out
+
+
+def read_trainable(model: nn.Module, file: Path) -> dict[str, torch.Tensor]:
+    """The saved trainable parameters and buffers, checked against ``model``'s names and shapes."""
     saved = load_file(str(file))
-    expected = trainable_state(model)
+    expected = trainable_shapes(model)
     missing = sorted(set(expected) - set(saved))
     unexpected = sorted(set(saved) - set(expected))
-    wrong = sorted(k for k in set(saved) & set(expected) if saved[k].shape != expected[k].shape)
+    wrong = sorted(k for k in set(saved) & set(expected) if tuple(saved[k].shape) != expected[k])
     if missing or unexpected or wrong:
         raise TrainStateError(f"{file} does not fit the model: missing {missing[:5]} ({len(missing)}), "
                               f"unexpected {unexpected[:5]} ({len(unexpected)}), shape mismatches {wrong[:5]} "
                               f"({len(wrong)}) — was the run started with other tuning flags?")
+    return saved
+
+
+def copy_into(model: nn.Module, trainable: dict[str, torch.Tensor]) -> None:
+    """Copy trainable parameters and buffers (checked by ``read_trainable``) into ``model``."""
     state = model.state_dict(keep_vars=True)
     with torch.no_grad():
-        for k, v in saved.items():
+        for k, v in trainable.items():
             state[k].copy_(v.to(state[k].device, state[k].dtype))
 
 
 # -- optimizer --------------------------------------------------------------------------------
-def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """-> (tensors for safetensors, JSON-able rest: param_groups and non-tensor per-parameter state)."""
-    sd = optimizer.state_dict()
+def optimizer_to_files(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """``optimizer.state_dict()`` -> (tensors for safetensors, JSON-able rest: param_groups and non-tensor
+    per-parameter state)."""
     tensors, scalars = {}, {}
     for idx, entry in sd["state"].items():
         for name, value in entry.items():
@@ -110,7 +125,9 @@ def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def optimizer_from_files(optimizer: torch.optim.Optimizer, file: Path, rest: dict) -> None:
+def read_optimizer(file: Path, rest: dict, optimizer: torch.optim.Optimizer) -> dict:
+    """The saved optimizer state dict (index-keyed, as ``optimizer.state_dict()``), checked against the group
+    sizes of ``optimizer``."""
     tensors = load_file(str(file))
     state: dict[int, dict] = {}
     for key, value in tensors.items():
@@ -119,12 +136,12 @@ def optimizer_from_files(optimizer: torch.optim.Optimizer, file: Path, rest: dic
     for idx, entry in rest.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(entry)
     groups = rest["param_groups"]
-    current = optimizer.state_dict()["param_groups"]
-    if [len(g["params"]) for g in groups] != [len(g["params"]) for g in current]:
+    current = [len(g["params"]) for g in optimizer.param_groups]
+    if [len(g["params"]) for g in groups] != current:
         raise TrainStateError(f"{file}: the optimizer had parameter groups of sizes "
-                              f"{[len(g['params']) for g in groups]}, now {[len(g['params']) for g in current]}"
+                              f"{[len(g['params']) for g in groups]}, now {current}"
                               " — the trainable parameters changed since the checkpoint")
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return {"state": state, "param_groups": groups}
 
 
 # -- RNG --------------------------------------------------------------------------------------
@@ -155,22 +172,26 @@ def rng_from_files(file: Path, rest: dict) -> None:
 
 
 # -- whole state ------------------------------------------------------------------------------
-def write_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, trainer: dict,
+def write_state(directory: Path, model: nn.Module, optimizer_state: dict, trainer: dict,
                 rank: int = 0, main: bool = True, rng: tuple | None = None) -> None:
-    """Write the resumable state into ``directory`` (weights/optimizer by the main process, RNG by every rank;
-    ``rng``: a snapshot from ``rng_to_files()`` taken at the step boundary, else the current state)."""
+    """Write the resumable state into ``directory`` (weights and ``optimizer_state`` = ``optimizer.state_dict()``
+    by the main process, RNG by every rank; ``rng``: a snapshot from ``rng_to_files()`` taken at the step
+    boundary, else the current state)."""
     rng_tensors, rng_rest = rng if rng is not None else rng_to_files()
     save_file(rng_tensors, str(directory / f"rng_rank{rank}.safetensors"))
     if not main:
         return
     save_file(trainable_state(model), str(directory / TRAINABLE_NAME))
-    opt_tensors, opt_rest = optimizer_to_files(optimizer)
+    opt_tensors, opt_rest = optimizer_to_files(optimizer_state)
     save_file(opt_tensors, str(directory / OPTIMIZER_NAME))
     (directory / STATE_NAME).write_text(json.dumps(trainer | {"optimizer": opt_rest, "rng": rng_rest}, indent=1))
 
 
-def read_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0) -> dict:
-    """Restore weights, optimizer and RNG from ``directory``; -> the trainer dict (step, best, ...)."""
+def read_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0,
+               load=None) -> dict:
+    """Restore weights, optimizer and RNG from ``directory``; -> the trainer dict (step, best, ...).
+    ``load(trainable, optimizer_state)``: how to apply the weights and optimizer state (an FSDP run shards
+    them); by default they are copied into ``model`` and ``optimizer``."""
     f = directory / STATE_NAME
     try:
         trainer = json.loads(f.read_text())
@@ -179,8 +200,13 @@ def read_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     for name in (TRAINABLE_NAME, OPTIMIZER_NAME):
         if not (directory / name).is_file():
             raise TrainStateError(f"{directory / name} is missing: the checkpoint is incomplete")
-    load_trainable(model, directory / TRAINABLE_NAME)
-    optimizer_from_files(optimizer, directory / OPTIMIZER_NAME, trainer.pop("optimizer"))
+    trainable = read_trainable(model, directory / TRAINABLE_NAME)
+    optimizer_state = read_optimizer(directory / OPTIMIZER_NAME, trainer.pop("optimizer"), optimizer)
+    if load is not None:
+        load(trainable, optimizer_state)
+    else:
+        copy_into(model, trainable)
+        optimizer.load_state_dict(optimizer_state)
     rng_rest = trainer.pop("rng", {})
     rng_file = directory / f"rng_rank{rank}.safetensors"
     if rng_file.is_file():
