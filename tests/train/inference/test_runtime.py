@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from gr00t_rlhf_train.inference import Chunk, InferenceError, ObservationSpec, open_policy, open_reward
@@ -124,3 +125,20 @@ def test_fast_path_switch_is_cuda_only_and_cpu_runs_as_before(local_policy, poli
     np.testing.assert_array_equal(plain.act(obs(0), seed=3).actions, local_policy.act(obs(0), seed=3).actions)
     reward = open_reward(str(reward_ckpt), device="cpu")
     assert not reward.fast_path and not reward.cuda_graphs and not reward.model.fast.any
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fast_path_equals_eager_at_the_runtime_on_gpu(policy_ckpt, reward_ckpt, obs, clip):
+    """The whole fast path (CUDA graphs, GPU preprocessing, cached keys/values, unmasked SDPA) through the runtime
+    API: the same actions and rewards as eager within bf16-level tolerance, over warm-up, capture and replays."""
+    fast = open_policy(str(policy_ckpt), device="cuda", fast=True)
+    slow = open_policy(str(policy_ckpt), device="cuda", cuda_graphs=False)
+    assert fast.info()["fast_path"] is True and slow.info()["fast_path"] is False
+    for i in range(4):
+        a, b = fast.act(obs(i, stamp=0.2 * i), seed=i), slow.act(obs(i, stamp=0.2 * i), seed=i)
+        np.testing.assert_allclose(a.actions, b.actions, atol=5e-2)
+    rf, rs = open_reward(str(reward_ckpt), device="cuda", fast=True), open_reward(str(reward_ckpt), device="cuda",
+                                                                                  cuda_graphs=False)
+    assert rf.fast_path and not rs.fast_path
+    for i in range(4):
+        np.testing.assert_allclose(rf.score(clip(seed=i)), rs.score(clip(seed=i)), atol=1e-2)
