@@ -19,11 +19,17 @@ distinct instruction set) and ``features`` preprocesses them there, inside the C
 head's cross-attention K/V are projected once for all refinement steps; no masks without padding. The same
 ``prepare`` -> ``predict`` calls serve one live frame and the large batches of ``eval reward``.
 
+Training (``train reward``): ``prepare`` is two halves, ``host_inputs()`` (a ``RewardInputs``: the processor,
+head config and action width, picklable, no parameter, no device; its call does every host step and returns CPU
+tensors) and ``to_device``. The training stage runs the first in its DataLoader workers, so N worker processes
+prepare batches in parallel while the GPU trains; ``prepare(clip)`` == ``to_device(host_inputs()(clip))``.
+
 Thread safety: a RewardModel is not thread-safe (a CUDA graph replays into shared static buffers);
 call it from one thread.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +160,11 @@ class RewardModel(nn.Module):
         return reward_loss(self(batch), target.to(batch["state"].device), kind)
 
     # -- observations --------------------------------------------------------------------------
+    def host_inputs(self) -> "RewardInputs":
+        """The host half of ``prepare`` for this model's current processor, head config and action width:
+        picklable, no parameter, no device (DataLoader workers run it: ``stages.reward.RewardCollator``)."""
+        return RewardInputs(self.processor, self.head_config, self.config.action_head.action_dim)
+
     def prepare(self, clip: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """A clip (frames [H, h, w, 3], states [H, dim], one instruction) or a batch of clips
         (frames [B, H, h, w, 3], states [B, H, dim], B instructions) -> tensors with B*H frames.
@@ -161,76 +172,32 @@ class RewardModel(nn.Module):
         [B, K, A] for a batch, or [N, K, A] candidates for one clip (-> ``actions`` [N, K, padded A]).
         ``generator``: random crops (training augmentation) instead of the centre crop. With the
         ``gpu_preprocess`` lever (and no generator) the batch holds uint8 ``frames`` [B*H, h, w, 3] on the
-        device and the host bool ``unpadded`` instead of ``pixel_values``."""
-        lang_key = next((k for k in LANGUAGE_KEYS if k in clip), None)
-        if lang_key is None:
-            raise KeyError(f"the clip lacks an instruction ({' or '.join(LANGUAGE_KEYS)}); keys: {sorted(clip)}")
-        batched = not isinstance(clip[lang_key], str)
-        instructions = list(clip[lang_key]) if batched else [clip[lang_key]]
-        b, h = len(instructions), self.head_config.horizon
-        actions = self.prepare_actions(clip.get(ACTIONS), b if batched else None)     # [B or N, K, A] or None
-        flat = {lang_key: [s for s in instructions for _ in range(h)]}
-        for key, value in clip.items():
-            if key in (lang_key, ACTIONS) or key.startswith(("action.", "annotation.human.validity", "feedback")):
-                continue                                                   # never feed the label back in
-            a = np.asarray(value)
-            lead = b * h
-            if key.startswith("video."):
-                a = a.reshape(lead, *a.shape[-3:])
-            else:
-                a = a.reshape(lead, -1)
-            flat[key] = a
-        device = next(self.parameters()).device
+        device and the host bool ``unpadded`` instead of ``pixel_values``.
+
+        = ``to_device(host_inputs()(clip, generator))``: the host work, then the transfer."""
         fast = self.fast.gpu_preprocess and generator is None
-        if fast:                                           # no host image work: uint8 frames go to the device
-            if self._fast_inputs.processor is not self.processor:           # the processor was replaced
-                self._fast_inputs = FastInputs(self.processor)
-            batch, frames, unpadded = self._fast_inputs(flat)
-        else:
-            batch = self.processor(flat, generator=generator)
-            unpadded = bool(batch["attention_mask"].all())                              # CPU: no sync
-        batch["state"] = batch["state"].reshape(b, h, -1)                                # [B, H, max_state_dim]
-        batch["embodiment_id"] = batch["embodiment_id"].reshape(b, h)[:, 0]             # [B]
-        if actions is not None:
-            batch[ACTIONS] = actions
+        if fast and self._fast_inputs.processor is not self.processor:      # the processor was replaced
+            self._fast_inputs = FastInputs(self.processor)
+        return self.to_device(self.host_inputs()(clip, generator, self._fast_inputs if fast else None))
+
+    def to_device(self, host: dict) -> dict:
+        """``RewardInputs``' CPU batch -> the model's device: floats in the head's dtype, uint8 ``frames`` uploaded
+        for the device preprocessor, ``unpadded`` kept where the fast path reads it. A batch already on the
+        device (the training loop moves the DataLoader's batches) passes through unchanged."""
+        device = next(self.parameters()).device
         dtype = next(self.head.parameters()).dtype
-        out = {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)) for k, v in batch.items()}
-        if fast:
-            out[FRAMES] = self._device_preprocessor().upload(frames)                    # uint8 [B*H, h, w, 3]
+        out = {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device))
+               for k, v in host.items() if k not in (FRAMES, UNPADDED)}
+        if FRAMES in host:
+            out[FRAMES] = self._device_preprocessor().upload(host[FRAMES])              # uint8 [B*H, h, w, 3]
         if self.fast.unmasked_sdpa:
-            out[UNPADDED] = unpadded
+            out[UNPADDED] = bool(host.get(UNPADDED, False))         # unknown: keep the masks
         return out
 
     def prepare_actions(self, value, batch: int | None) -> torch.Tensor | None:
-        """``clip["actions"]`` in robot units -> normalised, zero-padded float [B, K, padded A] (None for K = 0).
-
-        ``batch``: B for a batch of clips (actions must be [B, K, A]); None for one clip ([K, A], or
-        [N, K, A] candidates). Missing / unexpected / misshapen / non-finite actions: one-line ValueError."""
-        k, a = self.head_config.action_horizon, self.processor.modality.action_dim
-        if k == 0:
-            if value is not None:
-                raise ValueError(f"clip[{ACTIONS!r}]: this reward model takes no actions (action_horizon = 0); "
-                                 "drop the key or use a model trained with --action-horizon")
-            return None
-        want = f"[{k}, {a}] (or [N, {k}, {a}] candidates)" if batch is None else f"[{batch}, {k}, {a}] (B, K, A)"
-        if value is None:
-            raise ValueError(f"clip lacks {ACTIONS!r}: this reward model scores the first {k} actions of a chunk, "
-                             f"expected {want} in robot units")
-        x = value.detach().cpu().double().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-            raise ValueError(f"clip[{ACTIONS!r}]: expected numbers {want}, got dtype {x.dtype}")
-        given = list(x.shape)
-        if batch is None and x.ndim == 2:
-            x = x[None]                                                               # [1, K, A]
-        if x.ndim != 3 or x.shape[1:] != (k, a) or (batch is not None and x.shape[0] != batch) or x.shape[0] < 1:
-            raise ValueError(f"clip[{ACTIONS!r}]: expected {want} in robot units, got {given}")
-        if not np.isfinite(x).all():
-            raise ValueError(f"clip[{ACTIONS!r}]: {int((~np.isfinite(x)).sum())} non-finite value(s); expected "
-                             f"finite robot-unit actions {want}")
-        norm = self.processor.normalize_group(x.astype(np.float64), "action")           # [N, K, A] in model units
-        out = torch.zeros(x.shape[0], k, self.config.action_head.action_dim)            # [N, K, padded A]
-        out[:, :, :a] = torch.from_numpy(norm).float()
-        return out
+        """``clip["actions"]`` in robot units -> normalised, zero-padded float [B, K, padded A] (None for K = 0);
+        see ``RewardInputs.actions``."""
+        return self.host_inputs().actions(value, batch)
 
     def use_cuda_graphs(self, enabled: bool = True, warmup: int = 2) -> "RewardModel":
         """Opt in (or out) of the CUDA graphs alone: ``score`` / ``infer`` replay a CUDA graph of the backbone
@@ -290,3 +257,91 @@ class RewardModel(nn.Module):
         single = lang_key and isinstance(clip[lang_key], str)
         candidates = single and clip.get(ACTIONS) is not None and np.ndim(clip[ACTIONS]) == 3
         return float(out[0]) if single and not candidates else out
+
+
+@dataclass
+class RewardInputs:
+    """The host half of ``RewardModel.prepare``: clip(s) -> CPU tensors (crops, resize, tokenizer, normalisation,
+    actions), from the processor, the head config and the padded action width only. No parameter, no device:
+    it pickles into DataLoader worker processes, so N workers prepare N batches at once while the GPU trains
+    (``stages.reward.RewardCollator``); ``RewardModel.to_device`` does the rest of ``prepare``."""
+
+    processor: Gr00tProcessor
+    head_config: RewardHeadConfig
+    action_dim: int                     # the action head's padded action width (ModelConfig.action_head.action_dim)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.action_dim, bool) or not isinstance(self.action_dim, int) or \
+                self.action_dim < self.processor.modality.action_dim:
+            raise ConfigError(f"RewardInputs.action_dim = {self.action_dim!r}: must be an integer >= the modality's "
+                              f"action width {self.processor.modality.action_dim}")
+
+    def __call__(self, clip: dict, generator: torch.Generator | None = None,
+                 fast: FastInputs | None = None) -> dict:
+        """A clip or a batch of clips (as ``RewardModel.prepare`` takes them) -> CPU tensors: input_ids,
+        attention_mask [B*H, L], pixel_values [B*H, 3, S, S] (or, with ``fast``, uint8 numpy ``frames``
+        [B*H, h, w, 3] for the device preprocessor), state [B, H, max_state_dim], embodiment_id [B], ``actions``
+        [B or N, K, padded A] when K > 0, and ``unpadded`` (a bool: no prompt of the batch is padded)."""
+        lang_key = next((k for k in LANGUAGE_KEYS if k in clip), None)
+        if lang_key is None:
+            raise KeyError(f"the clip lacks an instruction ({' or '.join(LANGUAGE_KEYS)}); keys: {sorted(clip)}")
+        batched = not isinstance(clip[lang_key], str)
+        instructions = list(clip[lang_key]) if batched else [clip[lang_key]]
+        b, h = len(instructions), self.head_config.horizon
+        actions = self.actions(clip.get(ACTIONS), b if batched else None)              # [B or N, K, A] or None
+        flat = {lang_key: [s for s in instructions for _ in range(h)]}
+        for key, value in clip.items():
+            if key in (lang_key, ACTIONS) or key.startswith(("action.", "annotation.human.validity", "feedback")):
+                continue                                                   # never feed the label back in
+            a = np.asarray(value)
+            lead = b * h
+            if key.startswith("video."):
+                a = a.reshape(lead, *a.shape[-3:])
+            else:
+                a = a.reshape(lead, -1)
+            flat[key] = a
+        frames = None
+        if fast is not None:                               # no host image work: uint8 frames go to the device
+            batch, frames, unpadded = fast(flat)
+        else:
+            batch = self.processor(flat, generator=generator)
+            unpadded = bool(batch["attention_mask"].all())
+        batch["state"] = batch["state"].reshape(b, h, -1)                                # [B, H, max_state_dim]
+        batch["embodiment_id"] = batch["embodiment_id"].reshape(b, h)[:, 0]             # [B]
+        if actions is not None:
+            batch[ACTIONS] = actions
+        if frames is not None:
+            batch[FRAMES] = frames
+        batch[UNPADDED] = unpadded
+        return batch
+
+    def actions(self, value, batch: int | None) -> torch.Tensor | None:
+        """``clip["actions"]`` in robot units -> normalised, zero-padded float [B, K, padded A] (None for K = 0).
+
+        ``batch``: B for a batch of clips (actions must be [B, K, A]); None for one clip ([K, A], or
+        [N, K, A] candidates). Missing / unexpected / misshapen / non-finite actions: one-line ValueError."""
+        k, a = self.head_config.action_horizon, self.processor.modality.action_dim
+        if k == 0:
+            if value is not None:
+                raise ValueError(f"clip[{ACTIONS!r}]: this reward model takes no actions (action_horizon = 0); "
+                                 "drop the key or use a model trained with --action-horizon")
+            return None
+        want = f"[{k}, {a}] (or [N, {k}, {a}] candidates)" if batch is None else f"[{batch}, {k}, {a}] (B, K, A)"
+        if value is None:
+            raise ValueError(f"clip lacks {ACTIONS!r}: this reward model scores the first {k} actions of a chunk, "
+                             f"expected {want} in robot units")
+        x = value.detach().cpu().double().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise ValueError(f"clip[{ACTIONS!r}]: expected numbers {want}, got dtype {x.dtype}")
+        given = list(x.shape)
+        if batch is None and x.ndim == 2:
+            x = x[None]                                                               # [1, K, A]
+        if x.ndim != 3 or x.shape[1:] != (k, a) or (batch is not None and x.shape[0] != batch) or x.shape[0] < 1:
+            raise ValueError(f"clip[{ACTIONS!r}]: expected {want} in robot units, got {given}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"clip[{ACTIONS!r}]: {int((~np.isfinite(x)).sum())} non-finite value(s); expected "
+                             f"finite robot-unit actions {want}")
+        norm = self.processor.normalize_group(x.astype(np.float64), "action")           # [N, K, A] in model units
+        out = torch.zeros(x.shape[0], k, self.action_dim)                               # [N, K, padded A]
+        out[:, :, :a] = torch.from_numpy(norm).float()
+        return out
