@@ -357,51 +357,69 @@ def build_model(cfg: RewardConfig, cache: FrameCache, stats: dict, head_cfg):
 
 
 # -- training ----------------------------------------------------------------------------------
-PREPARED = "prepared"   # a batch after make_steps' prepare_fn: the model's tensors, targets, the batch's generator
+PREPARED = "prepared"   # a prepared batch's model inputs (CPU tensors from RewardInputs, or cached-feature indices)
+
+
+class RewardCollator:
+    """The training DataLoader's ``collate_fn``: samples -> a prepared batch, in the worker processes (N workers
+    prepare N batches at once while the GPU trains; stage 1 does its processor work there too).
+
+    ``prepare(batch)``: ONE generator seeded by the batch's samples (``batch_seed``) draws, in this order, the
+    action negatives, the crops (``inputs``, the model's ``RewardInputs``: processor, head config, action width;
+    no parameter, no device) and, later in the loss, the Bradley-Terry pairs: the numbers do not depend on
+    ``num_workers`` or on which process prepared the batch. ``inputs=None`` (cached features): the batch keeps its
+    frame indices and the (possibly swapped) actions in robot units. -> {"target" [B], "episode" [B],
+    "generator" (state after the crops), PREPARED: CPU tensors, moved to the device by the loop}."""
+
+    def __init__(self, inputs, seed: int, negatives: float, low: float, augment: bool):
+        self.inputs, self.seed, self.negatives, self.low, self.augment = inputs, int(seed), negatives, low, augment
+
+    def __call__(self, samples: list[dict]) -> dict:
+        return self.prepare(collate(samples))
+
+    def prepare(self, batch: dict) -> dict:
+        g = torch.Generator().manual_seed(batch_seed(batch, self.seed))
+        inputs, target = model_inputs(batch), batch["target"]
+        if self.negatives:
+            inputs, target = action_negatives(inputs, target, self.negatives, self.low, g)
+        out = {"target": torch.as_tensor(np.asarray(target, np.float64), dtype=torch.float32),
+               "episode": torch.as_tensor(np.asarray(batch["episode"]))}
+        if self.inputs is not None:
+            out[PREPARED] = self.inputs(inputs, generator=g if self.augment else None)
+        else:
+            out[PREPARED] = {"frames": batch["frames"], "actions": inputs.get("actions")}
+        out["generator"] = g
+        return out
 
 
 def make_steps(cfg: RewardConfig, loss: RewardLoss, balance, low: float, store: FrameFeatures | None = None):
-    """-> (prepare_fn, loss_fn) for the loop. ``prepare_fn(batch)`` does the host work (action negatives, and
-    ``RewardModel.prepare``: crops, resize, tokenizer, normalisation) in the loop's background thread;
-    ``loss_fn(model, prepared)`` runs the model (or, with ``store``, the head on cached features) and the loss.
-    All random draws (negatives, crops, Bradley-Terry pairs) come from ONE generator seeded by the batch's
-    samples, in that order, so the split changes no number."""
+    """-> (collator_for, loss_fn) for the loop. ``collator_for(model)`` is the DataLoader's ``collate_fn``
+    (``RewardCollator``: action negatives and the model's host preparation, ``RewardModel.host_inputs``, in the
+    loader workers; built from the model being trained, so its processor is the one an ``--init`` checkpoint
+    brought); ``loss_fn(model, prepared)`` moves the inputs to the model (``RewardModel.to_device``, a no-op for
+    the loop's batches) and runs the model (or, with ``store``, the head on cached features) and the loss."""
     seed = int(cfg.train.get("seed", 0))
-    model_ref: list = []
 
-    def prepare_fn(batch):
-        g = torch.Generator().manual_seed(batch_seed(batch, seed))
-        inputs, target = model_inputs(batch), batch["target"]
-        if cfg.action_negatives:
-            inputs, target = action_negatives(inputs, target, cfg.action_negatives, low, g)
-        out = {"target": torch.as_tensor(np.asarray(target, np.float64), dtype=torch.float32),
-               "episode": torch.as_tensor(np.asarray(batch["episode"])), "generator": g}
-        if store is None:
-            out[PREPARED] = model_ref[0].prepare(inputs, generator=g if cfg.augment else None)
-        else:
-            out[PREPARED] = {"frames": batch["frames"], "actions": inputs.get("actions")}
-        return out
+    def collator_for(model) -> RewardCollator:
+        return RewardCollator(None if store is not None else model.host_inputs(), seed, cfg.action_negatives, low,
+                              cfg.augment)
 
     def loss_fn(model, prepared):
         x = prepared[PREPARED]
-        outputs = model(x) if store is None else store.forward(model, x, x["actions"])   # cached: centre crops
+        outputs = model(model.to_device(x)) if store is None else store.forward(model, x, x["actions"])
         target = prepared["target"].to(outputs[-1].device)
         weight = balance(target) if balance is not None else None
         return loss(outputs, target, prepared["episode"].cpu(), weight, prepared["generator"])
 
-    def bind(model):
-        model_ref[:] = [model]
-        return prepare_fn
-
-    return bind, loss_fn
+    return collator_for, loss_fn
 
 
 def make_loss_fn(cfg: RewardConfig, loss: RewardLoss, balance, low: float, store: FrameFeatures | None = None):
-    """-> loss_fn(model, batch) on a raw batch: ``make_steps``' prepare and loss in one call."""
-    bind, step_loss = make_steps(cfg, loss, balance, low, store)
+    """-> loss_fn(model, batch) on a raw (collated) batch: ``make_steps``' preparation and loss in one call."""
+    collator_for, step_loss = make_steps(cfg, loss, balance, low, store)
 
     def loss_fn(model, batch):
-        return step_loss(model, bind(model)(batch))
+        return step_loss(model, collator_for(model).prepare(batch))
 
     return loss_fn
 
@@ -531,7 +549,7 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
                                                                        CachedClips(val_clips, store))
     if cfg.class_balance == "sampler":
         dataset = Balanced(dataset, balanced_indices(targets.tolist(), len(targets), seed=cfg.split_seed))
-    bind, loss_fn = make_steps(cfg, loss, balance, reward_range[0], store)
+    collator_for, loss_fn = make_steps(cfg, loss, balance, reward_range[0], store)
     evaluate = evaluator(val_set, loss, threshold, tc.batch_size, cfg.val_max_samples,
                          forward=None if store is None else store.forward)
     splits = {"train": train_eps, "val": val_eps, "test": test_eps}
@@ -545,8 +563,8 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
     def save(model, path):
         model.save_pretrained(path, feedback_vocabulary=vocabulary, extra=extra)
 
-    result = train(model, loss_fn, dataset, tc, evaluate=evaluate, save=save, collate_fn=collate,
-                   prepare_fn=bind(model))
+    # the host preparation runs in the DataLoader workers (collate_fn), so the loop needs no prepare_fn
+    result = train(model, loss_fn, dataset, tc, evaluate=evaluate, save=save, collate_fn=collator_for(model))
     return RewardResult(train=result, splits=splits, samples={"train": len(dataset), "val": len(val_clips)},
                         best_metric=best_metric, target_kind="binary" if binary else "score", threshold=threshold,
                         cache=str(cache.path))

@@ -15,7 +15,7 @@ from gr00t_rlhf_train.data import DatasetWriter
 from gr00t_rlhf_train.data.cache import FrameCache, build_cache
 from gr00t_rlhf_train.data.samples import RewardClips, collate
 from gr00t_rlhf_train.model.configuration import ConfigError
-from gr00t_rlhf_train.model.reward_model import RewardModel
+from gr00t_rlhf_train.model.reward_model import RewardInputs, RewardModel
 from gr00t_rlhf_train.stages import reward as stage
 from gr00t_rlhf_train.stages.losses import LossConfigError
 from gr00t_rlhf_train.stages.reward import RewardConfig, RewardConfigError, train_reward
@@ -110,14 +110,14 @@ def test_checkpoint_is_self_describing_and_scores_identically(trained, binary_ca
 
 def test_the_model_never_sees_labels_or_feedback_text(binary_cache, tmp_path, monkeypatch):
     seen: list[dict] = []
-    original = RewardModel.prepare
+    original = RewardInputs.__call__             # the host half of RewardModel.prepare: training and evaluation
 
-    def spy(self, clip, generator=None):
-        batch = original(self, clip, generator)
+    def spy(self, clip, generator=None, fast=None):
+        batch = original(self, clip, generator, fast)
         seen.append({"keys": set(clip), "text": self.processor.tokenizer.batch_decode(batch["input_ids"])})
         return batch
 
-    monkeypatch.setattr(RewardModel, "prepare", spy)
+    monkeypatch.setattr(RewardInputs, "__call__", spy)
     cfg = RewardConfig(data=str(binary_cache), out_dir=str(tmp_path / "run"), holdout="8-9", val_fraction=0.25,
                        loss="mse", train=FAST | dict(steps=2, eval_every=0, warmup_steps=1), **SMALL_HEAD)
     train_reward(cfg)
