@@ -26,7 +26,9 @@ refused while the e-stop is still true) → zero; any required input older than 
 (or never received) → zero and the plan is dropped (the robot re-plans from fresh inputs);
 a model fault (non-finite or malformed chunk, an inference error or timeout) → zero until a good
 chunk arrives; no plan or the plan ran out → zero ("stale"). Otherwise "driving", the command
-clamped to ``±max_wheel_speed``.
+clamped to ``±max_wheel_speed``. :meth:`Controller.tick_checked` (what policy_node calls) looks at
+the inputs' ages once more right before a driving command is returned to be published: the tick
+may have waited for the lock or the CPU, and the inputs may have gone stale meanwhile.
 
 Thread safety: every public method takes the controller's lock; the worker thread calls
 :meth:`on_chunk` / :meth:`on_error` / :meth:`replan_due`, the node's executor :meth:`tick` and the
@@ -37,7 +39,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -256,12 +258,34 @@ class Controller:
     def tick(self, now: float, stale_inputs: list[str]) -> Command:
         """The command for this tick. ``stale_inputs``: required inputs older than the timeout (or missing)."""
         with self._lock:
-            state, reason, wheels, clamped, first = self._decide(now, stale_inputs)
-            self._state, self._reason = state, reason
-            self.counts.ticks[state] += 1
-            self.counts.clamped += clamped
-            index = self._newest.index(now) if self._newest is not None else None
-            return Command(wheels, state, reason, index, clamped, first)
+            return self._record(now, self._decide(now, stale_inputs))
+
+    def tick_checked(self, clock: Callable[[], float], stale_inputs: Callable[[float], list[str]]) -> Command:
+        """:meth:`tick` at ``clock()``, publish-ready: ``stale_inputs(t)`` lists the inputs stale at ``t``.
+
+        A driving command is checked against the inputs' ages once more after it was decided (with
+        the lock held, right before it is returned): the tick may have waited for the lock or for
+        the CPU (tens of ms on a loaded machine). Inputs stale by then: the stale zero instead, and
+        the plan is dropped, as in any stale tick.
+        """
+        now = clock()
+        stale = stale_inputs(now)
+        with self._lock:
+            decided = self._decide(now, stale)
+            if decided[0] == DRIVING:
+                t = clock()
+                late = stale_inputs(t)
+                if late:
+                    now, decided = t, self._decide(t, late)
+            return self._record(now, decided)
+
+    def _record(self, now: float, decided) -> Command:
+        state, reason, wheels, clamped, first = decided
+        self._state, self._reason = state, reason
+        self.counts.ticks[state] += 1
+        self.counts.clamped += clamped
+        index = self._newest.index(now) if self._newest is not None else None
+        return Command(wheels, state, reason, index, clamped, first)
 
     def _decide(self, now: float, stale_inputs: list[str]):
         zero = (0.0, 0.0)

@@ -1,7 +1,8 @@
 """The policy's observation from the latest messages, keyed as the model wants it.
 
 No rclpy: policy_node hands each message to :class:`ObservationBuilder` with its receive time
-(``time.monotonic()``). Where every model key comes from is read from the contract's dataset
+(``time.monotonic()``): when the middleware received it (:func:`arrival_time`), not when the
+executor got round to the callback. Where every model key comes from is read from the contract's dataset
 features (config/contract.yaml ``dataset.features``), the same table the recorder writes datasets
 by, so a policy trained on recorded data gets its inputs from the same sources:
 
@@ -34,6 +35,24 @@ IMAGE_FEATURE = "observation.images."
 STATE_FEATURE = "observation.state"
 # the contract topics a policy observation can draw on
 SOURCES = ("camera", "joint_states", "imu", "task")
+
+
+def arrival_time(received_ns: int | None, now: float, now_ns: int) -> float:
+    """When the middleware received a message, on the monotonic clock of ``now``.
+
+    A callback runs when the node's single-threaded executor gets to it: on a loaded 2-core machine
+    up to ~0.26 s after the message arrived (measured in policy_node during a drive). Ages
+    counted from the callback grow the stale-input timeout by that much; counted from the arrival they
+    do not. ``received_ns``: the rmw's reception stamp (rclpy ``MessageInfo["received_timestamp"]``,
+    ns of this host's system clock); ``now`` and ``now_ns``: ``time.monotonic()`` and
+    ``time.time_ns()`` read together in the callback. Without a stamp (0 or None: an rmw that does
+    not set it) or with one in the future (the system clock stepped back), the callback time ``now``;
+    a clock stepped forward makes one message look older (a stop, never a longer timeout).
+    """
+    if not received_ns or received_ns <= 0:
+        return now
+    waited = (now_ns - received_ns) / 1e9
+    return now - waited if waited > 0 else now
 
 
 class ObservationError(ValueError):
@@ -99,7 +118,7 @@ class Observation:
     """One snapshot for ``runtime.act``."""
 
     data: dict                  # the model's keys -> values
-    t0: float                   # receive time (monotonic) of its camera frame: the chunk's time origin
+    t0: float                   # arrival time (monotonic) of its camera frame: the chunk's time origin
     frame: int                  # sequence number of that frame (1, 2, ...)
     camera_stamp: float         # that frame's header stamp, s (the sender's clock)
 

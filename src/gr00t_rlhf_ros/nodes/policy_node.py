@@ -6,7 +6,7 @@ A thin rclpy shell (docs/policy_node.md). Subscribes ``camera/image_raw``, ``imu
 ``diagnostics_period``; service ``~/reset_estop`` (std_srvs/Trigger) releases a latched e-stop.
 
 - :mod:`gr00t_rlhf_ros.observation` keeps the latest good message of each input (bad ones are
-  dropped where they arrive; each kind logged once);
+  dropped where they arrive; each kind logged once), aged from when the middleware received it;
 - :mod:`gr00t_rlhf_ros.policy_worker` runs the model (``gr00t_rlhf_train.inference.open_policy``:
   a checkpoint, a preset or ``tcp://`` server) in its own thread on the latest observation;
 - :mod:`gr00t_rlhf_ros.control` turns chunks into one safe command per tick (latency compensation,
@@ -38,7 +38,7 @@ from gr00t_rlhf_ros import diagnostics as D
 from gr00t_rlhf_ros.contract import load_contract
 from gr00t_rlhf_ros.control import DRIVING, ESTOP, FAULT, ControlConfig, Controller, wheels_to_twist
 from gr00t_rlhf_ros.msgs import BadMessage
-from gr00t_rlhf_ros.observation import ObservationBuilder, input_map
+from gr00t_rlhf_ros.observation import ObservationBuilder, arrival_time, input_map
 from gr00t_rlhf_ros.policy_worker import Fault, InferenceWorker
 from gr00t_rlhf_ros.qos import profile
 from gr00t_rlhf_ros.recording import ProblemLog, error_summary
@@ -169,9 +169,12 @@ class PolicyNode(Node):
     def _input(self, key: str, fn):
         topic = self.topics[key]
 
-        def on_message(msg):
+        def on_message(msg, info):
+            # ages count from when the middleware received the message, not from when this callback
+            # runs (up to ~0.26 s later on a loaded machine): see observation.arrival_time
+            now, now_ns = time.monotonic(), time.time_ns()
             try:
-                fn(msg, time.monotonic())
+                fn(msg, arrival_time(info.get("received_timestamp"), now, now_ns))
             except BadMessage as e:
                 if self.problems.add("dropped", topic, e.reason):
                     self.get_logger().warning(f"{e}: dropped; further ones like it are counted, not logged "
@@ -210,9 +213,11 @@ class PolicyNode(Node):
                 self.get_logger().error(f"control tick failed: {error_summary(e)}; commanding zero")
 
     def _control(self) -> None:
-        now = time.monotonic()
-        cmd = self.controller.tick(now, self.builder.stale(now, self.cfg.input_timeout))
+        timeout = self.cfg.input_timeout
+        # the inputs' ages are checked again right before a driving command goes out (tick_checked)
+        cmd = self.controller.tick_checked(time.monotonic, lambda t: self.builder.stale(t, timeout))
         self.send(*cmd.wheels)
+        now = time.monotonic()
         wall = time.time()
         if self._last_pub is not None:
             self.stats["period"].add(now - self._last_pub)
