@@ -3,9 +3,12 @@
 A module fixture makes a small demo pair with the demo-model code (a few simulated episodes, a few
 dozen training steps: the models drive badly, which is all these tests need), then ONE drive run
 with the recorder is watched by a probe node: commands and rewards flow, the robot moves, overlay
-images arrive, an episode is recorded on demand; then the simulator is killed (SIGKILL), and the
-run must command zero, stop every node, finish the video and print its summary line. Each test
-checks one of those behaviours on what the run left. Estop, NaN output, a slow model and a dead
+images arrive, an episode is recorded on demand; then the simulator freezes (SIGSTOP: its process
+lives on, so only policy_node's stale-input check can stop the wheels), and is then killed (SIGKILL):
+the run must command zero, stop every node, finish the video and print its summary line. Each test
+checks one of those behaviours on what the run left. When a command went out is its DDS source
+timestamp (policy_node's clock, this host's): the probe's own receive time would add its executor's
+lag (up to ~0.3 s on the loaded 2-core CI machine). Estop, NaN output, a slow model and a dead
 inference server are tested at node level (tests/ros/nodes).
 """
 from __future__ import annotations
@@ -23,11 +26,12 @@ from pathlib import Path
 import pytest
 
 from gr00t_rlhf_ros.contract import load_contract
-from ros_harness import RosTestNode, next_domain_id, ros_environment, spawn, wait_until
+from ros_harness import REPO, RosTestNode, next_domain_id, ros_environment, spawn, wait_until
 
 pytest.importorskip("rclpy")
 
 SEED = 1
+FROZEN_S = 1.5        # the simulator is frozen this long before it is killed
 SMALL = dict(expert_episodes=3, noisy_expert_episodes=1, wrong_goal_episodes=1, perturbed_episodes=1, max_seconds=8.0, image_size=(48, 64),
              policy_steps=30, reward_steps=30, batch_size=8, reward_horizon=2, eval_seeds=())
 
@@ -42,7 +46,8 @@ def models(tmp_path_factory):
 
 
 class Watch:
-    """Every message of the run's topics, with receive times (the probe's own thread appends)."""
+    """Every message of the run's topics, with receive times (the probe's own thread appends); for
+    wheel commands also the send time (``sent``: DDS source timestamp, ns of ``time.time_ns()``)."""
 
     def __init__(self, probe: RosTestNode):
         from sensor_msgs.msg import Image
@@ -53,14 +58,25 @@ class Watch:
         c = load_contract()
         self.lock = threading.Lock()
         self.got: dict[str, list] = {k: [] for k in ("wheel_commands", "reward", "reward_overlay", "ground_truth")}
+        self.sent: list[tuple[int, list[float]]] = []
         for key, msg_type in (("wheel_commands", Float64MultiArray), ("reward", Float32), ("reward_overlay", Image),
                               ("ground_truth", String)):
-            probe.node.create_subscription(msg_type, c.topic(key).name, lambda m, k=key: self._add(k, m),
-                                           profile(c.topic(key)))
+            qos = profile(c.topic(key))
+            if key == "wheel_commands":
+                qos.depth = 1000    # every command that reaches the probe, even while its thread lags (contract: 1)
+            probe.node.create_subscription(msg_type, c.topic(key).name, lambda m, info, k=key: self._add(k, m, info),
+                                           qos)
 
-    def _add(self, key, msg):
+    def _add(self, key, msg, info):
         with self.lock:
             self.got[key].append((time.monotonic(), msg))
+            if key == "wheel_commands":
+                self.sent.append((info["source_timestamp"], list(msg.data)))
+
+    def sent_after(self, t_ns: int) -> list[tuple[float, list[float]]]:
+        """Wheel commands sent after ``t_ns`` (time.time_ns()): (seconds after it, [left, right])."""
+        with self.lock:
+            return [((src - t_ns) / 1e9, data) for src, data in self.sent if src > t_ns]
 
     def __getitem__(self, key) -> list:
         with self.lock:
@@ -107,6 +123,11 @@ def run(models, tmp_path_factory):
         assert record_started
         pids = {n: int(p) for n, p in re.findall(r"started (\w+) \(pid (\d+)\)", drive.log())}
         out["pids"] = pids
+        # frozen, not dead: the launcher sees nothing, the policy's inputs just stop
+        out["frozen_ns"], out["frozen_at"] = time.time_ns(), time.monotonic()
+        os.kill(pids["sim_node"], signal.SIGSTOP)
+        time.sleep(FROZEN_S)
+        out["killed_ns"] = time.time_ns()
         out["killed_at"] = time.monotonic()
         os.kill(pids["sim_node"], signal.SIGKILL)
         out["rc"] = drive.proc.wait(60)
@@ -123,7 +144,7 @@ def run(models, tmp_path_factory):
 
 
 def _alive_window(run) -> list:
-    return [(t, m) for t, m in run["watch"]["wheel_commands"] if t < run["killed_at"]]
+    return [(t, m) for t, m in run["watch"]["wheel_commands"] if t < run["frozen_at"]]
 
 
 def test_the_graph_is_sim_policy_reward_and_recorder(run):
@@ -149,13 +170,28 @@ def test_rewards_and_overlay_images_arrive(run):
     assert (img.width, img.height, img.encoding) == (320, 240, "rgb8")
 
 
+def _policy_params() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "config" / "policy.yaml").read_text())["/**/policy_node"]["ros__parameters"]
+
+
+def test_a_frozen_sim_stops_the_robot_within_the_input_timeout(run):
+    # nothing but policy_node's stale-input check can stop the wheels here: the sim process lives on
+    p = _policy_params()
+    # + one control period + slack for the sim's last messages still in flight when it froze (measured up to
+    # 0.21 s from send to arrival under load); counted from when each command was SENT
+    bound = p["input_timeout"] + 1.0 / p["control_rate"] + 0.3
+    sent = run["watch"].sent_after(run["frozen_ns"])
+    late = [(round(dt, 3), data) for dt, data in sent if dt > bound and any(abs(v) > 0 for v in data)]
+    assert not late, f"non-zero commands sent more than {bound:.2f} s after the sim froze: {late[:5]}"
+    frozen = [data for dt, data in sent if dt < FROZEN_S]
+    assert frozen and frozen[-1] == [0.0, 0.0], frozen[-5:]
+
+
 def test_killing_the_sim_stops_the_robot_and_every_node(run):
-    input_timeout = 0.5 + 0.1          # policy.yaml input_timeout + one control period at 10 Hz, with margin
-    late = [(t - run["killed_at"], list(m.data)) for t, m in run["watch"]["wheel_commands"]
-            if t > run["killed_at"] + input_timeout + 0.3 and any(abs(v) > 0 for v in m.data)]
-    assert not late, f"non-zero commands after the sim died: {late[:5]}"
-    after = [list(m.data) for t, m in run["watch"]["wheel_commands"] if t > run["killed_at"]]
-    assert not after or after[-1] == [0.0, 0.0], after[-5:]
+    after = [data for _, data in run["watch"].sent_after(run["killed_ns"])]
+    assert all(data == [0.0, 0.0] for data in after), after[-5:]
     assert run["rc"] == 1 and "sim_node exited with code -9" in run["log"]
     for name, pid in run["pids"].items():
         with pytest.raises(ProcessLookupError):
