@@ -540,8 +540,9 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         wrapped, optimizer = acc.prepare(_LossModule(model, loss_fn), optimizer)
     else:       # FSDP: sharded by sharding.py, not by accelerate (one code path on GPUs and, with gloo, the CPU)
-        wrapped = shard.wrap(_LossModule(model, loss_fn))
-        optimizer = AcceleratedOptimizer(torch.optim.AdamW(shard.param_groups(groups), lr=cfg.lr, betas=cfg.betas,
+        wrapped = shard.wrap(_LossModule(model, loss_fn), cfg.mixed_precision)
+        groups = shard.param_groups(groups)          # (the old groups would keep the unsharded weights alive)
+        optimizer = AcceleratedOptimizer(torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas,
                                                            weight_decay=cfg.weight_decay), device_placement=False)
     # evaluation and checkpoints see the unsharded model: the model itself, or (FSDP) the synced replica
     saved_model = model if shard is None else shard.replica

@@ -11,8 +11,9 @@ action head and the reward head; plus any ``_no_split_modules`` a transformers m
 by one, so a forward or backward pass holds one gathered block at a time; what is left (embeddings, projector,
 heads) belongs to the root. A run is FSDP when ``accelerate launch`` runs with an FSDP config
 (``config/accelerate/fsdp.yaml``: ``ACCELERATE_USE_FSDP``) or ``TrainConfig.fsdp`` is set; on GPUs and, with
-gloo, on the CPU (the tests). Compute precision comes from the loop's autocast (bf16 on CUDA), so an FSDP run
-computes what a DDP run computes; the sharded parameters and optimizer state stay fp32.
+gloo, on the CPU (the tests). With bf16 (the default on CUDA) the blocks gather their weights in bf16 and reduce gradients in fp32
+(``MixedPrecisionPolicy``), under the loop's autocast as in DDP; the sharded parameters and optimizer state stay
+fp32. With fp32 (the CPU) an FSDP run computes what a DDP run computes, up to the order of float sums.
 
 Evaluation and checkpoints keep their single-process code: the main process holds an unsharded replica (on the
 CPU, moved to the GPU only to evaluate) and ``sync_replica`` copies the trainable weights into it (frozen ones never
@@ -62,23 +63,28 @@ class Sharded:
         self.wrapped: nn.Module | None = None
         self.prefix = ""
 
-    def wrap(self, root: nn.Module, attribute: str = "model") -> nn.Module:
-        """Shard ``root`` (which holds the model as ``root.<attribute>``): every unit block, then the root."""
+    def wrap(self, root: nn.Module, mixed_precision: str = "no", attribute: str = "model") -> nn.Module:
+        """Shard ``root`` (which holds the model as ``root.<attribute>``): every unit block, then the root.
+        ``mixed_precision`` "bf16": the gathered weights are bf16 (half the traffic, bf16 compute as under
+        autocast), gradients are reduced in fp32 into the fp32 shards."""
         from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         self.names = {id(p): n for n, p in self.model.named_parameters()}
         mesh = init_device_mesh(self.acc.device.type, (self.acc.num_processes,))
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+            if mixed_precision == "bf16" else MixedPrecisionPolicy()
         classes = unit_classes(self.model)
         for m in list(self.model.modules()):
             if m is not self.model and type(m).__name__ in classes:
-                fully_shard(m, mesh=mesh)
-        fully_shard(root, mesh=mesh)
+                fully_shard(m, mesh=mesh, mp_policy=policy)
+        fully_shard(root, mesh=mesh, mp_policy=policy)
         self.wrapped, self.prefix = root, f"{attribute}."
         return root
 
     def param_groups(self, groups: list[dict]) -> list[dict]:
-        """Optimizer groups built before sharding -> the same groups over the sharded parameters (by name)."""
+        """Optimizer groups built before sharding -> the same groups over the sharded parameters (by name; drop
+        the old groups: they hold the unsharded weights)."""
         current = dict(self.model.named_parameters())
         out = []
         for g in groups:
