@@ -18,10 +18,14 @@ steps and reports the means of the rest. Runs (``--runs``, default all):
 * ``sft-w<N>``: stage 1, SFT's default tuning (projector + DiT; vision and LLM frozen), for each
   ``--workers`` N (loader workers: data wait ~0 means the loader keeps up);
 * ``sft-full``: stage 1 with everything tuned (the full fine-tuning of FSDP; on one GPU only with memory);
-* ``reward-frozen``: stage 2, frozen backbone, recomputing its features every step;
+* ``reward-frozen-w<N>``: stage 2, frozen backbone, recomputing its features every step, for each
+  ``--reward-workers`` N (its host preparation, ``RewardModel.host_inputs``: crops, resize, tokenizer,
+  normalisation, runs in the N loader workers; N = 0: in the training process, between steps), plus
+  ``host_prepare_ms``: that preparation of one batch in one thread (what one worker spends per batch), and
+  ``workers_to_keep_up`` = host_prepare_ms / the step's compute time (the step time less the loader wait);
 * ``reward-cached``: stage 2, frozen backbone, ``--cache-features`` (its one-off cache build is timed apart);
 * ``reward-full``: stage 2 with the backbone trained.
-``speedup_cached_vs_frozen`` = steps/s of reward-cached / reward-frozen (goal >= 10).
+``speedup_cached_vs_frozen`` = steps/s of reward-cached / the fastest reward-frozen-w<N> (goal >= 10).
 """
 from __future__ import annotations
 
@@ -172,22 +176,65 @@ def run_sft(args, cache: Path, work: Path, name: str, workers: int, full: bool) 
     return row
 
 
-def run_reward(args, cache: Path, work: Path, name: str, tuning: str, cached: bool) -> dict:
+def run_reward(args, cache: Path, work: Path, name: str, tuning: str, cached: bool, workers: int) -> dict:
     from gr00t_rlhf_train.stages.reward import RewardConfig, train_reward
 
     out = fresh(work, name, args.device == "cpu")
-    train = train_config(args, out, 0 if cached else args.reward_workers) | {"resume": False}
+    train = train_config(args, out, workers) | {"resume": False}
     cfg = RewardConfig(data=str(cache), out_dir=str(out), val_fraction=0.2, horizon=args.horizon, head=args.head,
                        tuning=tuning, preset=args.preset, init=args.base, cache_features=cached,
                        val_max_samples=args.batch_size,
                        train=train)
     t0 = time.time()
     result = train_reward(cfg)
-    row = {"run": name, "stage": "reward", "tuning": tuning, "cache_features": cached, "horizon": args.horizon,
-           "head": args.head, "samples": result.samples["train"], "wall_s": round(time.time() - t0, 1)}
+    row = {"run": name, "stage": "reward", "tuning": tuning, "cache_features": cached, "workers": workers,
+           "horizon": args.horizon, "head": args.head, "samples": result.samples["train"],
+           "wall_s": round(time.time() - t0, 1)}
     row |= steady(out, args.warmup)
     cleanup(out)
     return row
+
+
+def host_prepare_ms(args, cache: Path, batches: int = 5) -> float:
+    """What one loader worker spends on one stage-2 training batch, in ONE thread as in a worker (torch uses one
+    thread there): reading and decoding --batch-size clips (``RewardClips``) and their preparation
+    (``RewardCollator``: crops, resize, tokenizer, normalisation). Mean over ``batches`` batches after one warm-up
+    batch. Only the processor is built (no weights)."""
+    from gr00t_rlhf_train.data.cache import FrameCache
+    from gr00t_rlhf_train.data.samples import RewardClips
+    from gr00t_rlhf_train.model.checkpoint import CheckpointError, load_processor, read_meta
+    from gr00t_rlhf_train.model.processor import Gr00tProcessor
+    from gr00t_rlhf_train.model.reward_head import RewardHeadConfig
+    from gr00t_rlhf_train.model.reward_model import RewardInputs
+    from gr00t_rlhf_train.model.tokenizer import load_tokenizer
+    from gr00t_rlhf_train.stages.reward import RewardCollator
+    from gr00t_rlhf_train.stages.sft import modality_for, train_stats
+
+    fc = FrameCache(cache)
+    try:                                   # our checkpoint (--checkpoint, or the 2B random weights saved once)
+        processor = load_processor(Path(args.base), read_meta(args.base)) if args.base else None
+    except CheckpointError:                # an official directory: the preset's processor stands in
+        processor = None
+    if processor is None:                  # as Gr00tPolicy.from_config builds it, without the weights
+        modality = modality_for([fc])
+        processor = Gr00tProcessor(preset(args.preset), modality, train_stats([fc], [fc.episodes], modality, "frames"),
+                                   load_tokenizer("tiny"))
+    clips = RewardClips(fc, fc.episodes, horizon=args.horizon)
+    inputs = RewardInputs(processor, RewardHeadConfig(kind=args.head, horizon=args.horizon),
+                          processor.model_config.action_head.action_dim)
+    collator = RewardCollator(inputs, seed=0, negatives=0.0, low=0.0, augment=True)
+    rng = np.random.default_rng(0)
+    draws = [rng.choice(len(clips), args.batch_size, replace=False) for _ in range(batches + 1)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        collator([clips[int(i)] for i in draws[0]])
+        t0 = time.perf_counter()
+        for idx in draws[1:]:
+            collator([clips[int(i)] for i in idx])
+        return 1000 * (time.perf_counter() - t0) / batches
+    finally:
+        torch.set_num_threads(threads)
 
 
 def main(argv=None) -> int:
@@ -204,7 +251,8 @@ def main(argv=None) -> int:
     p.add_argument("--log-every", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32, help="per process")
     p.add_argument("--workers", default="0,4,8", help="loader workers to compare in stage 1 (comma list)")
-    p.add_argument("--reward-workers", type=int, default=4)
+    p.add_argument("--reward-workers", default="0,8",
+                   help="loader workers to compare in stage 2 reward-frozen (comma list; reward-full uses the last)")
     p.add_argument("--prefetch-factor", type=int, default=4)
     p.add_argument("--horizon", type=int, default=4, help="reward clip frames")
     p.add_argument("--head", choices=("mlp", "dit"), default="dit")
@@ -260,15 +308,26 @@ def main(argv=None) -> int:
             attempt(f"sft-w{w}", run_sft, args, cache, work, f"sft-w{w}", w, False)
     if "sft-full" in runs:
         attempt("sft-full", run_sft, args, cache, work, "sft-full", int(args.workers.split(",")[-1]), True)
+    reward_workers = [int(v) for v in args.reward_workers.split(",")]
     if "reward-frozen" in runs:
-        attempt("reward-frozen", run_reward, args, cache, work, "reward-frozen", "frozen", False)
+        for w in reward_workers:
+            attempt(f"reward-frozen-w{w}", run_reward, args, cache, work, f"reward-frozen-w{w}", "frozen", False, w)
+        frozen = [r for r in results if r["run"].startswith("reward-frozen") and r.get("steps_per_s")]
+        if is_main_process():
+            info["host_prepare_ms"] = host_prepare_ms(args, cache)
+        if frozen and is_main_process():
+            best = max(frozen, key=lambda r: r["steps_per_s"])
+            compute_ms = 1000 * (1 - best["data_wait_fraction"]) / best["steps_per_s"]
+            info["reward_step_compute_ms"] = compute_ms
+            info["workers_to_keep_up"] = info["host_prepare_ms"] / compute_ms
     if "reward-cached" in runs:
-        attempt("reward-cached", run_reward, args, cache, work, "reward-cached", "frozen", True)
+        attempt("reward-cached", run_reward, args, cache, work, "reward-cached", "frozen", True, 0)
     if "reward-full" in runs:
-        attempt("reward-full", run_reward, args, cache, work, "reward-full", "full", False)
-    by = {r["run"]: r for r in results}
-    if "reward-frozen" in by and "reward-cached" in by and by["reward-frozen"].get("steps_per_s"):
-        info["speedup_cached_vs_frozen"] = by["reward-cached"]["steps_per_s"] / by["reward-frozen"]["steps_per_s"]
+        attempt("reward-full", run_reward, args, cache, work, "reward-full", "full", False, reward_workers[-1])
+    frozen = [r for r in results if r["run"].startswith("reward-frozen") and r.get("steps_per_s")]
+    cached = [r for r in results if r["run"] == "reward-cached" and r.get("steps_per_s")]
+    if frozen and cached:
+        info["speedup_cached_vs_frozen"] = cached[0]["steps_per_s"] / max(r["steps_per_s"] for r in frozen)
     if is_main_process():
         print(json.dumps({"info": info}), flush=True)
         if args.out:
