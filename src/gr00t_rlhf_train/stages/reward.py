@@ -19,6 +19,12 @@ sample's actions by those of another sample of its batch and sets its target to 
 every frame (``feature_cache.py``, centre crops: no crop augmentation) and the head trains on the
 cached features; the same loss and the same head outputs as recomputing them, many times the steps/s.
 
+Loading: the host preparation of a batch (action negatives, then ``RewardModel.host_inputs``: crops, resize,
+colour jitter, tokenizer, normalisation) is the DataLoader's ``collate_fn`` (``RewardCollator``), so it runs in
+the ``num_workers`` worker processes, several batches at once, while the GPU trains (``num_workers=0``: in the
+training process, between steps). Its draws come from one generator per batch seeded by the batch's samples:
+the numbers do not depend on ``num_workers``.
+
 Normalisation statistics of state and action come from the TRAIN episodes and are stored in the
 checkpoint with the head (kind, horizon, output kind and reward range), the tuning, the loss, the
 vocabulary and the splits (``extra["reward_training"]``).
