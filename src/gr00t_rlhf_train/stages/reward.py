@@ -21,9 +21,9 @@ cached features; the same loss and the same head outputs as recomputing them, ma
 
 Loading: the host preparation of a batch (action negatives, then ``RewardModel.host_inputs``: crops, resize,
 colour jitter, tokenizer, normalisation) is the DataLoader's ``collate_fn`` (``RewardCollator``), so it runs in
-the ``num_workers`` worker processes, several batches at once, while the GPU trains (``num_workers=0``: in the
-training process, between steps). Its draws come from one generator per batch seeded by the batch's samples:
-the numbers do not depend on ``num_workers``.
+the ``num_workers`` worker processes, several batches at once, while the GPU trains (``num_workers=0``: in one
+background thread of the training process, the loop's ``prepare_fn``, a batch ahead of the step). Its draws come
+from one generator per batch seeded by the batch's samples: the numbers do not depend on ``num_workers``.
 
 Normalisation statistics of state and action come from the TRAIN episodes and are stored in the
 checkpoint with the head (kind, horizon, output kind and reward range), the tuning, the loss, the
@@ -401,8 +401,8 @@ class RewardCollator:
 def make_steps(cfg: RewardConfig, loss: RewardLoss, balance, low: float, store: FrameFeatures | None = None):
     """-> (collator_for, loss_fn) for the loop. ``collator_for(model)`` is the DataLoader's ``collate_fn``
     (``RewardCollator``: action negatives and the model's host preparation, ``RewardModel.host_inputs``, in the
-    loader workers; built from the model being trained, so its processor is the one an ``--init`` checkpoint
-    brought); ``loss_fn(model, prepared)`` moves the inputs to the model (``RewardModel.to_device``, a no-op for
+    loader workers; with no workers its ``prepare`` is the loop's ``prepare_fn``, after plain ``collate``; built
+    from the model being trained, so its processor is the one an ``--init`` checkpoint brought); ``loss_fn(model, prepared)`` moves the inputs to the model (``RewardModel.to_device``, a no-op for
     the loop's batches) and runs the model (or, with ``store``, the head on cached features) and the loss."""
     seed = int(cfg.train.get("seed", 0))
 
@@ -569,8 +569,12 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
     def save(model, path):
         model.save_pretrained(path, feedback_vocabulary=vocabulary, extra=extra)
 
-    # the host preparation runs in the DataLoader workers (collate_fn), so the loop needs no prepare_fn
-    result = train(model, loss_fn, dataset, tc, evaluate=evaluate, save=save, collate_fn=collator_for(model))
+    collator = collator_for(model)
+    if tc.num_workers > 0:      # the worker processes prepare batches in parallel (the collate_fn runs there)
+        loading = {"collate_fn": collator}
+    else:                       # no workers: the loop's one background thread prepares ahead of the step
+        loading = {"collate_fn": collate, "prepare_fn": collator.prepare}
+    result = train(model, loss_fn, dataset, tc, evaluate=evaluate, save=save, **loading)
     return RewardResult(train=result, splits=splits, samples={"train": len(dataset), "val": len(val_clips)},
                         best_metric=best_metric, target_kind="binary" if binary else "score", threshold=threshold,
                         cache=str(cache.path))

@@ -119,7 +119,8 @@ def _run(cache: FrameCache, out: Path, workers: int):
 
 
 def test_zero_and_two_workers_train_to_identical_losses(cache, tmp_path):
-    """Negatives, random crops and Bradley-Terry pairs all drawn per batch: the worker count changes no number."""
+    """Negatives, random crops and Bradley-Terry pairs all drawn per batch: the worker count changes no number
+    (0 workers: the loop's background thread prepares; 2: the worker processes do)."""
     losses0, eval0 = _run(cache, tmp_path / "w0", 0)
     losses2, eval2 = _run(cache, tmp_path / "w2", 2)
     assert len(losses0) == 4 and losses0 == losses2
