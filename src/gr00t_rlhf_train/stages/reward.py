@@ -402,8 +402,9 @@ def make_steps(cfg: RewardConfig, loss: RewardLoss, balance, low: float, store: 
     """-> (collator_for, loss_fn) for the loop. ``collator_for(model)`` is the DataLoader's ``collate_fn``
     (``RewardCollator``: action negatives and the model's host preparation, ``RewardModel.host_inputs``, in the
     loader workers; with no workers its ``prepare`` is the loop's ``prepare_fn``, after plain ``collate``; built
-    from the model being trained, so its processor is the one an ``--init`` checkpoint brought); ``loss_fn(model, prepared)`` moves the inputs to the model (``RewardModel.to_device``, a no-op for
-    the loop's batches) and runs the model (or, with ``store``, the head on cached features) and the loss."""
+    from the model being trained, so its processor is the one an ``--init`` checkpoint brought).
+    ``loss_fn(model, prepared)`` moves the inputs to the model (``RewardModel.to_device``, a no-op for the loop's
+    batches) and runs the model (or, with ``store``, the head on cached features) and the loss."""
     seed = int(cfg.train.get("seed", 0))
 
     def collator_for(model) -> RewardCollator:
