@@ -488,8 +488,8 @@ def train(model: nn.Module, loss_fn: Callable, train_dataset, cfg: TrainConfig,
           trainable_parameters=None, prepare_fn: Callable | None = None) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` updates (see the module docstring); -> TrainResult.
 
-    ``prepare_fn(batch) -> batch``: host preparation that needs the model (it cannot run in DataLoader
-    workers), run in a background thread ahead of the step (``Prefetched``); ``loss_fn`` gets its result."""
+    ``prepare_fn(batch) -> batch``: host preparation run in one background thread ahead of the step
+    (``Prefetched``; e.g. ``train reward`` with ``num_workers=0``); ``loss_fn`` gets its result."""
     import threading
     from contextlib import nullcontext
 
