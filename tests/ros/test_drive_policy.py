@@ -73,6 +73,11 @@ class Watch:
             if key == "wheel_commands":
                 self.sent.append((info["source_timestamp"], list(msg.data)))
 
+    def driving(self) -> bool:
+        """The last wheel command received is not zero."""
+        with self.lock:
+            return bool(self.sent) and any(abs(v) > 1e-3 for v in self.sent[-1][1])
+
     def sent_after(self, t_ns: int) -> list[tuple[float, list[float]]]:
         """Wheel commands sent after ``t_ns`` (time.time_ns()): (seconds after it, [left, right])."""
         with self.lock:
@@ -123,7 +128,8 @@ def run(models, tmp_path_factory):
         assert record_started
         pids = {n: int(p) for n, p in re.findall(r"started (\w+) \(pid (\d+)\)", drive.log())}
         out["pids"] = pids
-        # frozen, not dead: the launcher sees nothing, the policy's inputs just stop
+        # frozen while the policy drives, not dead: the launcher sees nothing, the policy's inputs just stop
+        wait_until(watch.driving, 60, "a non-zero command to freeze the sim on", interval=0.01)
         out["frozen_ns"], out["frozen_at"] = time.time_ns(), time.monotonic()
         os.kill(pids["sim_node"], signal.SIGSTOP)
         time.sleep(FROZEN_S)
