@@ -332,6 +332,8 @@ def main(argv=None) -> int:
         print(json.dumps({"info": info}), flush=True)
         if args.out:
             Path(args.out).write_text(json.dumps({"info": info, "results": results}, indent=1))
+    from gr00t_rlhf_train.stages.cli import end_process_group
+    end_process_group()                              # under accelerate launch: leave the group before exit
     return 0
 
 

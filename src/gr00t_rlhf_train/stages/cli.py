@@ -44,7 +44,20 @@ def build_parser(prog: str = "gr00t-rlhf train") -> argparse.ArgumentParser:
 
 def cmd_train(args) -> int:
     stage_args = build_parser().parse_args(args.train_argv)
-    return int(stage_args.func(stage_args) or 0)
+    try:
+        return int(stage_args.func(stage_args) or 0)
+    finally:
+        end_process_group()
+
+
+def end_process_group() -> None:
+    """Under ``accelerate launch``: leave the process group before the interpreter exits (a NCCL group left to
+    the exit can abort a process after its work is done)."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def register(subparsers) -> None:
