@@ -45,11 +45,6 @@ def unit_classes(model: nn.Module) -> set[str]:
     return names
 
 
-def _plain(t: torch.Tensor) -> torch.Tensor:
-    """A DTensor (a reduced gradient norm) as a plain tensor."""
-    return t.full_tensor() if hasattr(t, "full_tensor") else t
-
-
 class Sharded:
     """A model sharded with FSDP2 over the processes of ``acc`` and its unsharded replica on the main process."""
 
@@ -158,4 +153,5 @@ class Sharded:
 
 def clip_grad_norm(parameters, max_norm: float) -> torch.Tensor:
     """Clip the (sharded) gradients of ``parameters`` to a total norm of ``max_norm``; -> the norm before."""
-    return _plain(torch.nn.utils.clip_grad_norm_(list(parameters), max_norm))
+    norm = torch.nn.utils.clip_grad_norm_(list(parameters), max_norm)
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm        # a DTensor when sharded

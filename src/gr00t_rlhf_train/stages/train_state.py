@@ -69,24 +69,24 @@ def commit_dir(tmp: Path, path: Path) -> Path:
 
 
 # -- weights ----------------------------------------------------------------------------------
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Parameters that require grad + persistent buffers, detached on the CPU."""
-    out = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+def trainable_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters that require grad + persistent buffers, by name (the live tensors: DTensors when sharded)."""
+    out = {n: p for n, p in model.named_parameters() if p.requires_grad}
     names = {n for n, _ in model.named_parameters()}
     for n, b in model.state_dict().items():
         if n not in names and torch.is_tensor(b):
-            out[n] = b.detach().cpu().contiguous()
+            out[n] = b
     return out
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``trainable_tensors``, detached on the CPU."""
+    return {n: t.detach().cpu().contiguous() for n, t in trainable_tensors(model).items()}
 
 
 def trainable_shapes(model: nn.Module) -> dict[str, tuple]:
     """Names and (global) shapes of what ``trainable_state`` saves, without copying (works on sharded models)."""
-    out = {n: tuple(p.shape) for n, p in model.named_parameters() if p.requires_grad}
-    names = {n for n, _ in model.named_parameters()}
-    for n, b in model.state_dict().items():
-        if n not in names and torch.is_tensor(b):
-            out[n] = tuple(b.shape)
-    return out
+    return {n: tuple(t.shape) for n, t in trainable_tensors(model).items()}
 
 
 def read_trainable(model: nn.Module, file: Path) -> dict[str, torch.Tensor]:
