@@ -265,11 +265,6 @@ def check_horizon(cache: FrameCache, horizon: int, episodes: list[int]) -> None:
                                     f"({n} frames at {cache.fps:g} fps); use a shorter horizon or drop the episode")
 
 
-def labels_of(clips: RewardClips) -> tuple[np.ndarray, np.ndarray]:
-    """-> (targets [N], episodes [N]) of every sample, without decoding a picture."""
-    return labels_over(clips.cache, clips.episodes, clips.stride, clips.target)
-
-
 def labels_over(cache: FrameCache, episodes: list[int], stride: int, target: str) -> tuple[np.ndarray, np.ndarray]:
     """-> (targets [N], episodes [N]) of the training samples of ``episodes``, without decoding a picture."""
     view = RewardClips(cache, episodes, horizon=1, stride=stride, target=target, decode=False)
@@ -334,11 +329,10 @@ def build_model(cfg: RewardConfig, cache: FrameCache, stats: dict, head_cfg):
     """A RewardModel from a preset (random weights) or a policy checkpoint, with the data's modality (the keys,
     order and modes ``cfg.data_config`` selects, as ``train sft``: ``sft.modality_for``) and the TRAIN
     statistics; its config's ``data`` is the run's data config (``sft.model_data_config``)."""
-    from ..model.configuration import preset
     from ..model.policy import Gr00tPolicy
-    from ..model.processor import Gr00tProcessor, ModalityConfig
+    from ..model.processor import ModalityConfig
     from ..model.reward_model import RewardModel
-    from .sft import model_data_config, modality_source
+    from .sft import modality_source, preset_policy, rebind_policy
 
     try:
         layout = cfg.data_config.resolve(cache.modality_dims(), modality_source(cache))
@@ -351,13 +345,9 @@ def build_model(cfg: RewardConfig, cache: FrameCache, stats: dict, head_cfg):
             policy = Gr00tPolicy.from_pretrained(cfg.init)
         except (CheckpointError, FileNotFoundError) as e:
             raise RewardConfigError(f"train reward: init = {cfg.init!r}: {str(e).splitlines()[0]}") from None
-        old = policy.processor
-        old.model_config.data = model_data_config(cfg.data_config, old.model_config.data)
-        policy.processor = Gr00tProcessor(old.model_config, modality, stats, old.tokenizer)
+        policy = rebind_policy(policy, cfg.data_config, modality, stats)
     else:
-        config = preset(cfg.preset)
-        config.data = model_data_config(cfg.data_config, None)
-        policy = Gr00tPolicy.from_config(config, modality=modality, stats=stats, seed=cfg.train.get("seed", 0))
+        policy = preset_policy(cfg.preset, cfg.data_config, modality, stats, cfg.train.get("seed", 0))
     tuning = cfg.tuning or ("lora" if cfg.init else "full")
     return RewardModel.from_policy(policy, head_cfg, tuning=tuning, lora_rank=cfg.lora_rank)
 

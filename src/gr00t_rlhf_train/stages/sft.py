@@ -30,7 +30,6 @@ Checkpoints: ``out/last`` and ``out/best`` (lowest ``val_loss``) are policy chec
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -272,28 +271,43 @@ def model_data_config(data_config: DataConfig, start: DataConfig | None) -> Data
     e.g. ``legacy`` for an old checkpoint), the run's own (official) from a preset (``start`` None)."""
     if start is None:
         return data_config
-    return dataclasses.replace(data_config, normalization=start.normalization)
+    return replace(data_config, normalization=start.normalization)
+
+
+def preset_policy(name: str, data_config: DataConfig, modality, stats: dict, seed: int):
+    """A policy with random weights from preset ``name``, for the run's data config (``model_data_config``),
+    the data's modality and the TRAIN statistics (``train sft`` and ``train reward`` without a checkpoint)."""
+    from gr00t_rlhf_train.model.configuration import preset
+    from gr00t_rlhf_train.model.policy import Gr00tPolicy
+
+    config = preset(name)
+    config.data = model_data_config(data_config, None)
+    return Gr00tPolicy.from_config(config, modality=modality, stats=stats, seed=seed)
+
+
+def rebind_policy(policy, data_config: DataConfig, modality, stats: dict):
+    """A loaded policy bound to the run: its config's ``data`` (``model_data_config``) and a processor with the
+    data's modality and the TRAIN statistics (its tokenizer kept)."""
+    from gr00t_rlhf_train.model.processor import Gr00tProcessor
+
+    policy.config.data = model_data_config(data_config, policy.config.data)
+    policy.processor = Gr00tProcessor(policy.config, modality, stats, policy.processor.tokenizer)
+    return policy
 
 
 def build_policy(cfg: SFTConfig, modality, stats: dict):
     """The starting policy with the data's modality and statistics; ``policy.config.data`` is the run's data
     config (``model_data_config``)."""
     from gr00t_rlhf_train.model.checkpoint import CheckpointError
-    from gr00t_rlhf_train.model.configuration import preset
-    from gr00t_rlhf_train.model.policy import Gr00tPolicy, load_policy
-    from gr00t_rlhf_train.model.processor import Gr00tProcessor
+    from gr00t_rlhf_train.model.policy import load_policy
 
     if cfg.checkpoint is None:
-        config = preset(cfg.preset)
-        config.data = model_data_config(cfg.data_config, None)
-        return Gr00tPolicy.from_config(config, modality=modality, stats=stats, seed=cfg.train.seed)
+        return preset_policy(cfg.preset, cfg.data_config, modality, stats, cfg.train.seed)
     try:
         policy = load_policy(cfg.checkpoint, tokenizer=cfg.tokenizer)
     except CheckpointError as e:
         raise SFTConfigError(f"--checkpoint {cfg.checkpoint}: {' '.join(str(e).split())}") from None
-    policy.config.data = model_data_config(cfg.data_config, policy.config.data)
-    policy.processor = Gr00tProcessor(policy.config, modality, stats, policy.processor.tokenizer)
-    return policy
+    return rebind_policy(policy, cfg.data_config, modality, stats)
 
 
 def set_tuning(model, cfg: SFTConfig) -> dict[str, int]:
